@@ -1,0 +1,62 @@
+"""The aiohttp application: one factory wiring the features to a shared context."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from matting.runtime import MattingRuntime
+from server import jobs, live, openapi, streams
+from server.config import ServerConfig
+from server.context import CONTEXT, AppContext, context
+from server.errors import error_middleware
+from server.middleware import auth_middleware, cors_middleware
+
+VERSION = "0.1.0"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ctx = context(request)
+    return web.json_response({"status": "ok", "version": VERSION, "device": ctx.runtime.choice.describe()})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(context(request).metrics)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+CORE_PATHS = {
+    "/healthz": {"get": {"summary": "Liveness and device", "tags": ["server"],
+                         "responses": {"200": {"description": "Server is up",
+                                               "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["server"],
+                         "responses": {"200": {"description": "Prometheus text format",
+                                               "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+}
+
+
+def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> web.Application:
+    app = web.Application(middlewares=[
+        cors_middleware(config.cors_origins),
+        error_middleware,
+        auth_middleware(config.api_key),
+    ])
+    ctx = AppContext(config=config, runtime=runtime or MattingRuntime(config.model.runtime_config()),
+                     openapi=openapi.base_spec(VERSION))
+    app[CONTEXT] = ctx
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", index)
+    app.router.add_static("/static", STATIC_DIR)
+    openapi.setup(app)
+    openapi.register(app, CORE_PATHS)
+    jobs.setup(app)
+    live.setup(app)
+    streams.setup(app)
+    return app

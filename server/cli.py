@@ -1,0 +1,184 @@
+"""`abrar`: serve, manage model weights, and matte files from the command line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from server import settings
+
+EPILOG = """examples:
+  abrar serve                                  start the server on 127.0.0.1:8080
+  abrar models                                 show which weights are found where
+  abrar models --download rvm                  fetch RVM weights into the cache
+  abrar remove-bg photo.jpg -o photo.png       cut out one image (RMBG-1.4)
+  abrar matte clip.mp4 -o clip.webm            transparent VP9 WebM (RVM)
+  abrar matte clip.mp4 -o clip.mp4 --background green
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from server.config import ServerConfig
+
+    parser = argparse.ArgumentParser(
+        prog="abrar", description="Self-hosted real-time background removal.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP/WebRTC server",
+                           description="Run the server. Every flag can also be set by the env var shown.")
+    settings.add_arguments(serve, ServerConfig)
+
+    models = sub.add_parser("models", help="list model weights and download missing ones",
+                            description="Show where each checkpoint is found; --download fetches it.")
+    models.add_argument("--download", nargs="*", metavar="MODEL", choices=["rvm", "rmbg"],
+                        help="download these models (all missing ones if none named)")
+
+    remove = sub.add_parser("remove-bg", help="cut the person out of an image (transparent PNG)")
+    remove.add_argument("input", type=Path, help="jpg, png or webp")
+    remove.add_argument("-o", "--output", type=Path, required=True, help="output .png (or .jpg with --background)")
+    remove.add_argument("--background", default="transparent",
+                        help="transparent, green, blue, white, black, #rrggbb, blur or image:PATH")
+    _add_device_flags(remove)
+
+    matte = sub.add_parser("matte", help="matte a video file (RVM)")
+    matte.add_argument("input", type=Path, help="any video FFmpeg can read")
+    matte.add_argument("-o", "--output", type=Path, required=True,
+                       help=".webm (VP9, alpha when transparent), .mp4 (H.264) or .mov")
+    matte.add_argument("--background", default="transparent",
+                       help="transparent, green, blue, white, black, #rrggbb, blur or image:PATH")
+    matte.add_argument("--crf", type=int, default=None, help="quality (lower is better; codec default if unset)")
+    matte.add_argument("--bitrate", default=None, help="target bitrate such as 2M (overrides --crf)")
+    matte.add_argument("--no-audio", action="store_true", help="drop the source audio")
+    matte.add_argument("--downsample-ratio", type=float, default=None,
+                       help="RVM internal scale (default: auto, 256-512 px on the long side)")
+    _add_device_flags(matte)
+    return parser
+
+
+def _add_device_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16"])
+
+
+def _runtime(args):
+    from matting.runtime import MattingRuntime, RuntimeConfig
+
+    return MattingRuntime(RuntimeConfig(device=args.device, precision=args.precision))
+
+
+def cmd_serve(args) -> int:
+    from aiohttp import web
+
+    from server.app import create_app
+    from server.config import ServerConfig
+
+    config = settings.apply_args(settings.from_env(ServerConfig), args)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print("abrar configuration:")
+    for name, value in settings.describe(config):
+        print(f"  {name} = {value}")
+    app = create_app(config)
+    web.run_app(app, host=config.host, port=config.port, print=lambda m: print(m, flush=True))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from tqdm import tqdm
+
+    from matting import weights
+
+    wanted = None if args.download is None else (args.download or list(weights.MODELS))
+    status = 0
+    for key, spec in weights.MODELS.items():
+        try:
+            found = weights.find_local(key)
+        except weights.WeightsError as exc:
+            print(f"{key:5} ERROR {exc}")
+            status = 1
+            continue
+        if found is None and wanted is not None and key in wanted:
+            bar = tqdm(total=spec.size, unit="B", unit_scale=True, desc=f"{key} download")
+
+            def progress(done, total, bar=bar):
+                bar.total = total
+                bar.update(done - bar.n)
+
+            try:
+                found = weights.fetch(key, progress=progress)
+            except weights.WeightsError as exc:
+                bar.close()
+                print(f"{key:5} ERROR {exc}")
+                status = 1
+                continue
+            bar.close()
+        where = str(found) if found else "missing: " + weights.missing_message(key)
+        print(f"{key:5} {spec.title} [{spec.licence}]\n      {where}")
+    return status
+
+
+def cmd_remove_bg(args) -> int:
+    from matting.compositing import composite, parse_background
+    from matting.images import ImageInputError, load_image, save_image
+    from matting.result import MatteResult
+
+    try:
+        background = parse_background(args.background)
+        rgb = load_image(args.input)
+    except (ImageInputError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    runtime = _runtime(args)
+    alpha = runtime.cutout(rgb)
+    out = composite(rgb, MatteResult(alpha=alpha, foreground=rgb.astype("float32") / 255.0), background)
+    save_image(out, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_matte(args) -> int:
+    from tqdm import tqdm
+
+    from matting.compositing import parse_background
+    from matting.video_file import VideoInputError, VideoOptions, matte_video_file, probe_video
+
+    try:
+        options = VideoOptions(background=parse_background(args.background), crf=args.crf,
+                               bitrate=args.bitrate, keep_audio=not args.no_audio)
+        info = probe_video(args.input)
+    except (VideoInputError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    runtime = _runtime(args)
+    session = runtime.new_session(downsample_ratio=args.downsample_ratio)
+    with tqdm(total=info.frames or None, unit="frame", desc="matting") as bar:
+        def progress(p):
+            bar.update(p.frames_done - bar.n)
+            bar.set_postfix(fps=f"{p.fps:.1f}")
+
+        matte_video_file(args.input, args.output, session, options, progress=progress)
+    print(f"wrote {args.output}")
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "models": cmd_models, "remove-bg": cmd_remove_bg, "matte": cmd_matte}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # WeightsError and friends: say what to do, no traceback
+        from matting.weights import WeightsError
+
+        if isinstance(exc, WeightsError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Server configuration: env vars and `abrar serve` flags, printed at start-up."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from matting.runtime import RuntimeConfig
+from server.jobs.config import JobsConfig
+from server.live.config import LiveConfig
+from server.settings import setting
+from server.streams.config import StreamsConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    device: str = setting("auto", "ABRAR_DEVICE", "torch device: auto, cpu, cuda or cuda:N")
+    precision: str = setting("auto", "ABRAR_PRECISION", "auto (fp16 on CUDA, fp32 on CPU), fp32 or fp16",
+                             choices=("auto", "fp32", "fp16"))
+    rvm_weights: Path | None = setting(None, "ABRAR_RVM_WEIGHTS", "path to rvm_mobilenetv3.pth")
+    rmbg_weights: Path | None = setting(None, "ABRAR_RMBG_WEIGHTS", "path to RMBG-1.4 model.safetensors")
+    refiner: str = setting("auto", "ABRAR_REFINER", "RVM refiner",
+                           choices=("auto", "deep_guided_filter", "fast_guided_filter"))
+    threads: int | None = setting(None, "ABRAR_THREADS", "torch CPU threads (default: all cores)")
+    download: bool = setting(True, "ABRAR_DOWNLOAD", "download missing weights at start-up")
+
+    def runtime_config(self) -> RuntimeConfig:
+        return RuntimeConfig(device=self.device, precision=self.precision, rvm_weights=self.rvm_weights,
+                             rmbg_weights=self.rmbg_weights, refiner=self.refiner, threads=self.threads,
+                             download=self.download)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = setting("127.0.0.1", "ABRAR_HOST", "address to listen on (0.0.0.0 for all interfaces)")
+    port: int = setting(8080, "ABRAR_PORT", "TCP port")
+    data_dir: Path = setting(Path("data"), "ABRAR_DATA_DIR", "where uploads, job results and the job database live")
+    recordings_dir: Path = setting(Path("recordings"), "ABRAR_RECORDINGS_DIR", "where live recordings are written")
+    api_key: str | None = setting(None, "ABRAR_API_KEY", "require this key in the X-API-Key header", secret=True)
+    cors_origins: str = setting("", "ABRAR_CORS_ORIGINS", "comma-separated origins allowed by CORS ('*' for any)")
+    log_level: str = setting("info", "ABRAR_LOG_LEVEL", "logging level",
+                             choices=("debug", "info", "warning", "error"))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)

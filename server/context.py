@@ -1,0 +1,27 @@
+"""Everything one running server owns, reachable from the aiohttp app."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from matting.runtime import MattingRuntime
+from server.config import ServerConfig
+
+
+@dataclass
+class AppContext:
+    config: ServerConfig
+    runtime: MattingRuntime
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    openapi: dict[str, Any] = field(default_factory=dict)
+
+
+CONTEXT = web.AppKey("abrar_context", AppContext)
+
+
+def context(app_or_request: web.Application | web.Request) -> AppContext:
+    app = app_or_request.app if isinstance(app_or_request, web.Request) else app_or_request
+    return app[CONTEXT]

@@ -1,0 +1,57 @@
+"""Shared fixtures: real weights and real media from ../shared, through the user's resolver."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("ABRAR_SHARED_DIR", REPO.parent / "shared")).resolve()
+MEDIA = SHARED / "media"
+ARTIFACTS = REPO / "test-artifacts"
+
+# Tests use the same resolver users get: point it at ../shared/models unless the
+# caller (e.g. .ci/run) already did.
+os.environ.setdefault("ABRAR_MODELS_DIR", str(SHARED / "models"))
+# Never reach for the internet from tests.
+os.environ.setdefault("ABRAR_DOWNLOAD", "false")
+
+
+def pytest_configure(config):
+    ARTIFACTS.mkdir(exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def media() -> Path:
+    if not MEDIA.is_dir():
+        pytest.fail(f"test media not found at {MEDIA}; set ABRAR_SHARED_DIR")
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    """One CPU runtime for the whole test run (models load once)."""
+    from matting.runtime import MattingRuntime, RuntimeConfig
+
+    return MattingRuntime(RuntimeConfig(device="cpu", download=False))
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def load_alpha(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
