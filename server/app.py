@@ -1,6 +1,7 @@
 """The aiohttp application: one factory wiring the features to a shared context."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
@@ -41,6 +42,10 @@ CORE_PATHS = {
 }
 
 
+async def _shutdown_inference(app: web.Application) -> None:
+    app[CONTEXT].inference.shutdown(wait=True, cancel_futures=True)
+
+
 def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> web.Application:
     app = web.Application(middlewares=[
         cors_middleware(config.cors_origins),
@@ -48,8 +53,10 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
         auth_middleware(config.api_key),
     ])
     ctx = AppContext(config=config, runtime=runtime or MattingRuntime(config.model.runtime_config()),
+                     inference=ThreadPoolExecutor(config.model.inference_workers, thread_name_prefix="inference"),
                      openapi=openapi.base_spec(VERSION))
     app[CONTEXT] = ctx
+    app.on_cleanup.append(_shutdown_inference)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", index)

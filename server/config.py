@@ -22,6 +22,8 @@ class ModelConfig:
                            choices=("auto", "deep_guided_filter", "fast_guided_filter"))
     threads: int | None = setting(None, "ABRAR_THREADS", "torch CPU threads (default: all cores)")
     download: bool = setting(True, "ABRAR_DOWNLOAD", "download missing weights at start-up")
+    inference_workers: int = setting(1, "ABRAR_INFERENCE_WORKERS",
+                                     "threads running live/RTSP inference (more only helps on a GPU)")
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(device=self.device, precision=self.precision, rvm_weights=self.rvm_weights,

@@ -1,6 +1,7 @@
 """Everything one running server owns, reachable from the aiohttp app."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,9 @@ from server.config import ServerConfig
 class AppContext:
     config: ServerConfig
     runtime: MattingRuntime
+    # Live sessions and RTSP streams run inference here, off the event loop; a small
+    # pool so that concurrent streams queue for the device instead of thrashing it.
+    inference: ThreadPoolExecutor
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     openapi: dict[str, Any] = field(default_factory=dict)
 
