@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matting.runtime import MattingRuntime
-from server import jobs, live, openapi, streams
+from server import ice, jobs, live, openapi, streams
 from server.config import ServerConfig
 from server.context import CONTEXT, AppContext, context
 from server.errors import error_middleware
@@ -52,6 +52,8 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
         error_middleware,
         auth_middleware(config.api_key),
     ])
+    if config.ice_addresses:
+        ice.use_host_addresses(config.ice_addresses.split(","))
     ctx = AppContext(config=config, runtime=runtime or MattingRuntime(config.model.runtime_config()),
                      inference=ThreadPoolExecutor(config.model.inference_workers, thread_name_prefix="inference"),
                      openapi=openapi.base_spec(VERSION))

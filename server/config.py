@@ -39,6 +39,9 @@ class ServerConfig:
     recordings_dir: Path = setting(Path("recordings"), "ABRAR_RECORDINGS_DIR", "where live recordings are written")
     api_key: str | None = setting(None, "ABRAR_API_KEY", "require this key in the X-API-Key header", secret=True)
     cors_origins: str = setting("", "ABRAR_CORS_ORIGINS", "comma-separated origins allowed by CORS ('*' for any)")
+    ice_addresses: str = setting("", "ABRAR_ICE_ADDRESSES",
+                                 "comma-separated IPs offered as WebRTC host candidates "
+                                 "(default: every non-loopback interface; 127.0.0.1 for loopback only)")
     log_level: str = setting("info", "ABRAR_LOG_LEVEL", "logging level",
                              choices=("debug", "info", "warning", "error"))
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -17,6 +17,13 @@ ARTIFACTS = REPO / "test-artifacts"
 os.environ.setdefault("ABRAR_MODELS_DIR", str(SHARED / "models"))
 # Never reach for the internet from tests.
 os.environ.setdefault("ABRAR_DOWNLOAD", "false")
+# WebRTC in tests stays on loopback: server subprocesses read the env var, and the
+# in-process peers (servers under test and aiortc clients) share this process.
+os.environ.setdefault("ABRAR_ICE_ADDRESSES", "127.0.0.1")
+
+from server.ice import use_host_addresses  # noqa: E402
+
+use_host_addresses(os.environ["ABRAR_ICE_ADDRESSES"].split(","))
 
 
 def pytest_configure(config):

@@ -8,4 +8,30 @@ from server.settings import setting
 
 @dataclass(frozen=True)
 class LiveConfig:
-    pass
+    max_sessions: int = setting(4, "ABRAR_LIVE_MAX_SESSIONS",
+                                "live WebRTC sessions at once; more are refused with 503")
+    idle_timeout_s: float = setting(30.0, "ABRAR_LIVE_IDLE_TIMEOUT",
+                                    "close a session after this many seconds without a video frame")
+    connect_timeout_s: float = setting(20.0, "ABRAR_LIVE_CONNECT_TIMEOUT",
+                                       "close a session whose peer has not connected within this many seconds")
+    default_background: str = setting("blur", "ABRAR_LIVE_BACKGROUND",
+                                      "background of new sessions: transparent, green, #rrggbb, blur, blur:N")
+    downsample_ratio: float | None = setting(None, "ABRAR_LIVE_DOWNSAMPLE_RATIO",
+                                             "RVM internal scale for live video (default: auto, 256-512 px)")
+    max_background_bytes: int = setting(10_000_000, "ABRAR_LIVE_MAX_BACKGROUND_BYTES",
+                                        "largest background image upload in bytes")
+
+    def __post_init__(self):
+        problems = []
+        if self.max_sessions < 1:
+            problems.append(f"ABRAR_LIVE_MAX_SESSIONS must be at least 1, not {self.max_sessions}")
+        for env, value in (("ABRAR_LIVE_IDLE_TIMEOUT", self.idle_timeout_s),
+                           ("ABRAR_LIVE_CONNECT_TIMEOUT", self.connect_timeout_s)):
+            if not value > 0:
+                problems.append(f"{env} must be above 0 seconds, not {value}")
+        if self.downsample_ratio is not None and not 0 < self.downsample_ratio <= 1:
+            problems.append(f"ABRAR_LIVE_DOWNSAMPLE_RATIO must be in (0, 1], not {self.downsample_ratio}")
+        if self.max_background_bytes < 1:
+            problems.append(f"ABRAR_LIVE_MAX_BACKGROUND_BYTES must be positive, not {self.max_background_bytes}")
+        if problems:
+            raise ValueError("; ".join(problems))

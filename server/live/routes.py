@@ -1,0 +1,160 @@
+"""HTTP side of live sessions: signalling, control, snapshots and recordings."""
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiortc import RTCSessionDescription
+
+from server.context import context
+from server.errors import ApiError
+from server.live.backgrounds import image_background, parse_client_background
+from server.live.pipeline import NoFrameError
+from server.live.recordings import as_json, find_recording, list_recordings, recording_url
+from server.live.sessions import LiveSessions
+
+LIVE = web.AppKey("abrar_live", LiveSessions)
+
+MAX_SDP_CHARS = 100_000
+# What aiohttp's multipart reader raises for a body that is not valid multipart.
+_MALFORMED = (ValueError, AssertionError, RuntimeError, HttpProcessingError)
+
+
+async def _json_body(request: web.Request) -> dict:
+    if request.content_length is not None and request.content_length > MAX_SDP_CHARS * 2:
+        raise ApiError(413, "request body too large")
+    try:
+        data = json.loads(await request.text() or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "body must be a JSON object")
+    return data
+
+
+def _sessions(request: web.Request) -> LiveSessions:
+    return request.app[LIVE]
+
+
+async def offer(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    sdp, kind = body.get("sdp"), body.get("type")
+    if kind != "offer" or not isinstance(sdp, str) or not sdp.strip():
+        raise ApiError(400, 'expected {"sdp": "<SDP offer>", "type": "offer"}')
+    if len(sdp) > MAX_SDP_CHARS:
+        raise ApiError(413, f"SDP offer longer than {MAX_SDP_CHARS} characters")
+    sessions = _sessions(request)
+    label = body.get("background", sessions.config.default_background)
+    try:
+        background = parse_client_background(label)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), code="bad_background") from None
+    session, answer = await sessions.create(RTCSessionDescription(sdp=sdp, type="offer"), background, label)
+    return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session.id},
+                             headers={"Location": f"/sessions/{session.id}"})
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    sessions = _sessions(request)
+    return web.json_response({"sessions": [s.describe() for s in sessions.all()],
+                              "limit": sessions.config.max_sessions})
+
+
+async def get_session(request: web.Request) -> web.Response:
+    return web.json_response(_sessions(request).get(request.match_info["id"]).describe())
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    sessions = _sessions(request)
+    sessions.get(request.match_info["id"])  # 404 if unknown
+    await sessions.close(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def set_background(request: web.Request) -> web.Response:
+    sessions = _sessions(request)
+    session = sessions.get(request.match_info["id"])
+    try:
+        if request.content_type == "multipart/form-data":
+            data = await _read_upload(request, sessions.config.max_background_bytes)
+            background, label = image_background(data), "image"
+        else:
+            label = (await _json_body(request)).get("background")
+            background = parse_client_background(label)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), code="bad_background") from None
+    session.set_background(background, label)
+    return web.json_response({"background": label})
+
+
+async def _read_upload(request: web.Request, limit: int) -> bytes:
+    """The ``image`` part of a multipart body, refused past ``limit`` bytes while reading."""
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            if part.name != "image":
+                continue
+            data = bytearray()
+            while chunk := await part.read_chunk(64 * 1024):
+                data += chunk
+                if len(data) > limit:
+                    raise ApiError(413, f"background image larger than {limit} bytes")
+            return bytes(data)
+    except _MALFORMED as exc:
+        why = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        raise ApiError(400, f"malformed multipart body: {why}") from None
+    raise ApiError(400, "multipart body has no 'image' file")
+
+
+async def recording(request: web.Request) -> web.Response:
+    session = _sessions(request).get(request.match_info["id"])
+    action = (await _json_body(request)).get("action")
+    if action == "start":
+        path = session.pipeline.start_recording()
+        return web.json_response({"recording": True, "name": path.name, "url": recording_url(path.name)})
+    if action == "stop":
+        if session.pipeline.recording is None:
+            raise ApiError(409, "this session is not recording")
+        path = await session.pipeline.stop_recording()
+        if path is None:
+            return web.json_response({"recording": False, "name": None, "url": None, "bytes": 0})
+        return web.json_response({"recording": False, "name": path.name, "url": recording_url(path.name),
+                                  "bytes": path.stat().st_size})
+    raise ApiError(400, 'expected {"action": "start"} or {"action": "stop"}')
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    session = _sessions(request).get(request.match_info["id"])
+    try:
+        png = await session.pipeline.snapshot()
+    except NoFrameError as exc:
+        raise ApiError(409, f"{exc}; wait for the video to start", code="no_frame") from None
+    return web.Response(body=png, content_type="image/png",
+                        headers={"Content-Disposition": f'inline; filename="{session.pipeline.name}.png"'})
+
+
+async def recordings_index(request: web.Request) -> web.Response:
+    directory = context(request).config.recordings_dir
+    return web.json_response({"recordings": as_json(list_recordings(directory))})
+
+
+async def recording_file(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    path = find_recording(context(request).config.recordings_dir, name)
+    if path is None:
+        raise ApiError(404, f"no recording named {name!r}")
+    return web.FileResponse(path, headers={"Content-Type": "video/webm",
+                                           "Content-Disposition": f'attachment; filename="{path.name}"'})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/offer", offer)
+    app.router.add_get("/sessions", list_sessions)
+    app.router.add_get("/sessions/{id}", get_session)
+    app.router.add_delete("/sessions/{id}", delete_session)
+    app.router.add_post("/sessions/{id}/background", set_background)
+    app.router.add_post("/sessions/{id}/recording", recording)
+    app.router.add_post("/sessions/{id}/snapshot", snapshot)
+    app.router.add_get("/recordings", recordings_index)
+    app.router.add_get("/recordings/{name}", recording_file)

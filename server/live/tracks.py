@@ -1,0 +1,102 @@
+"""aiortc tracks a session sends back: the matted video and the passed-through audio."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.live.latest import LatestFrame
+from server.live.pipeline import LivePipeline
+
+log = logging.getLogger(__name__)
+
+
+class MattedVideoTrack(MediaStreamTrack):
+    """Returns the newest incoming frame, matted; frames that arrive while one is
+    being matted replace each other, so latency stays bounded under overload."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, pipeline: LivePipeline):
+        super().__init__()
+        self._source = source
+        self._pipeline = pipeline
+        self._slot: LatestFrame[av.VideoFrame] = LatestFrame()
+        self.last_frame_at: float | None = None  # time.monotonic() of the last incoming frame
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                frame = await self._source.recv()
+                self.last_frame_at = time.monotonic()
+                if self._slot.put(frame):
+                    self._pipeline.note_dropped()
+        except MediaStreamError as exc:
+            self._slot.end(exc)
+        except Exception as exc:  # noqa: BLE001 - end the track, keep the server up
+            log.exception("video source of %s failed", self._pipeline.name)
+            self._slot.end(MediaStreamError(str(exc)))
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame, received_at = await self._slot.get()
+        try:
+            return await self._pipeline.process(frame, received_at=received_at)
+        except RuntimeError as exc:  # the pipeline was closed under us
+            raise MediaStreamError(str(exc)) from None
+
+    def stop(self) -> None:
+        super().stop()
+        self._reader.cancel()
+
+
+class AudioPassthroughTrack(MediaStreamTrack):
+    """Sends the client's audio back unchanged and feeds it to the recording.
+
+    A pump reads the source even when nobody pulls this track (a client that sends
+    audio but does not receive it), so the recording still gets sound.
+    """
+
+    kind = "audio"
+    # ~200 ms of 20 ms frames; older ones are dropped rather than adding delay.
+    MAX_QUEUE = 10
+
+    def __init__(self, source: MediaStreamTrack, pipeline: LivePipeline):
+        super().__init__()
+        self._source = source
+        self._pipeline = pipeline
+        self._queue: asyncio.Queue[av.AudioFrame | None] = asyncio.Queue(self.MAX_QUEUE)
+        self._pump = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                frame = await self._source.recv()
+                self._pipeline.push_audio(frame)
+                if self._queue.full():
+                    self._queue.get_nowait()
+                self._queue.put_nowait(frame)
+        except MediaStreamError:
+            pass
+        except Exception:  # noqa: BLE001
+            log.exception("audio source of %s failed", self._pipeline.name)
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await self._queue.get()
+        if frame is None:
+            raise MediaStreamError
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._pump.cancel()
