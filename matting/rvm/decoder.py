@@ -1,0 +1,92 @@
+"""RVM's recurrent decoder: ConvGRUs on half the channels of each scale carry the
+per-stream temporal state r1..r4 (1/2, 1/4, 1/8, 1/16 of the network input)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+def conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def upsample_to(x: Tensor, like: Tensor) -> Tensor:
+    """2x bilinear upsampling, cropped to ``like`` (odd sizes round up on the way down)."""
+    x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return x[:, :, : like.shape[2], : like.shape[3]]
+
+
+class ConvGRU(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.ih = nn.Sequential(nn.Conv2d(2 * channels, 2 * channels, 3, padding=1), nn.Sigmoid())
+        self.hh = nn.Sequential(nn.Conv2d(2 * channels, channels, 3, padding=1), nn.Tanh())
+
+    def forward(self, x: Tensor, h: Tensor | None) -> Tensor:
+        if h is None:
+            h = torch.zeros_like(x)
+        reset, update = self.ih(torch.cat([x, h], 1)).split(self.channels, 1)
+        candidate = self.hh(torch.cat([x, reset * h], 1))
+        return (1 - update) * h + update * candidate
+
+
+def gru_on_half(gru: ConvGRU, x: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Passes the first half of the channels through and runs ``gru`` on the second."""
+    a, b = x.split(gru.channels, 1)
+    r = gru(b, r)
+    return torch.cat([a, r], 1), r
+
+
+class BottleneckBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.gru = ConvGRU(channels // 2)
+
+    def forward(self, x: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor]:
+        return gru_on_half(self.gru, x, r)
+
+
+class UpsamplingBlock(nn.Module):
+    def __init__(self, cin: int, skip: int, src: int, cout: int):
+        super().__init__()
+        self.conv = nn.Sequential(*conv_bn_relu(cin + skip + src, cout))
+        self.gru = ConvGRU(cout // 2)
+
+    def forward(self, x: Tensor, f: Tensor, s: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor]:
+        x = self.conv(torch.cat([upsample_to(x, s), f, s], 1))
+        return gru_on_half(self.gru, x, r)
+
+
+class OutputBlock(nn.Module):
+    def __init__(self, cin: int, src: int, cout: int):
+        super().__init__()
+        self.conv = nn.Sequential(*conv_bn_relu(cin + src, cout), *conv_bn_relu(cout, cout))
+
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:
+        return self.conv(torch.cat([upsample_to(x, s), s], 1))
+
+
+class RecurrentDecoder(nn.Module):
+    def __init__(self, features: tuple[int, int, int, int] = (16, 24, 40, 128),
+                 channels: tuple[int, int, int, int] = (80, 40, 32, 16)):
+        super().__init__()
+        self.decode4 = BottleneckBlock(features[3])
+        self.decode3 = UpsamplingBlock(features[3], features[2], 3, channels[0])
+        self.decode2 = UpsamplingBlock(channels[0], features[1], 3, channels[1])
+        self.decode1 = UpsamplingBlock(channels[1], features[0], 3, channels[2])
+        self.decode0 = OutputBlock(channels[2], 3, channels[3])
+
+    def forward(self, s0: Tensor, f1: Tensor, f2: Tensor, f3: Tensor, f4: Tensor,
+                r1: Tensor | None, r2: Tensor | None, r3: Tensor | None, r4: Tensor | None,
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        # ceil_mode keeps each pooled source the size of the stride-2 feature map beside it.
+        s1 = F.avg_pool2d(s0, 2, ceil_mode=True, count_include_pad=False)
+        s2 = F.avg_pool2d(s1, 2, ceil_mode=True, count_include_pad=False)
+        s3 = F.avg_pool2d(s2, 2, ceil_mode=True, count_include_pad=False)
+        x4, r4 = self.decode4(f4, r4)
+        x3, r3 = self.decode3(x4, f3, s3, r3)
+        x2, r2 = self.decode2(x3, f2, s2, r2)
+        x1, r1 = self.decode1(x2, f1, s1, r1)
+        return self.decode0(x1, s0), r1, r2, r3, r4

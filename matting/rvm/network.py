@@ -1,0 +1,62 @@
+"""RVM MattingNetwork (MobileNetV3 variant), key-compatible with the official state dict."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from matting.rvm.decoder import RecurrentDecoder
+from matting.rvm.lraspp import LRASPP
+from matting.rvm.mobilenetv3 import MobileNetV3LargeEncoder
+from matting.rvm.refiners import DeepGuidedFilterRefiner, FastGuidedFilterRefiner
+
+REFINERS = {cls.name: cls for cls in (DeepGuidedFilterRefiner, FastGuidedFilterRefiner)}
+
+
+class Projection(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class MattingNetwork(nn.Module):
+    """``forward(src, r1, r2, r3, r4, downsample_ratio)`` -> ``(fgr, pha, r1, r2, r3, r4)``.
+
+    ``src``: RGB in [0, 1], ``[B, 3, H, W]``. ``r1..r4``: the previous frame's recurrent
+    state, or None (zeros) on the first frame. The network holds no per-stream state.
+    """
+
+    def __init__(self, refiner: str = "deep_guided_filter"):
+        super().__init__()
+        self.backbone = MobileNetV3LargeEncoder()
+        self.aspp = LRASPP(960, 128)
+        self.decoder = RecurrentDecoder()
+        self.project_mat = Projection(16, 4)
+        # Trained only for the segmentation datasets; kept for strict loading and
+        # available through ``segmentation_pass``.
+        self.project_seg = Projection(16, 1)
+        self.refiner = REFINERS[refiner]()
+
+    @property
+    def refiner_name(self) -> str:
+        return self.refiner.name
+
+    def forward(self, src: Tensor, r1: Tensor | None = None, r2: Tensor | None = None,
+                r3: Tensor | None = None, r4: Tensor | None = None,
+                downsample_ratio: float = 1.0, segmentation_pass: bool = False,
+                ) -> tuple[Tensor, ...]:
+        if src.ndim != 4 or src.shape[1] != 3:
+            raise ValueError(f"src must be [B, 3, H, W], got {list(src.shape)}")
+        small = src if downsample_ratio == 1 else F.interpolate(
+            src, scale_factor=downsample_ratio, mode="bilinear", align_corners=False)
+        f1, f2, f3, f4 = self.backbone(small)
+        hid, r1, r2, r3, r4 = self.decoder(small, f1, f2, f3, self.aspp(f4), r1, r2, r3, r4)
+        if segmentation_pass:
+            return self.project_seg(hid), r1, r2, r3, r4
+        fgr_residual, pha = self.project_mat(hid).split([3, 1], 1)
+        if downsample_ratio != 1:
+            fgr_residual, pha = self.refiner(src, small, fgr_residual, pha, hid)
+        fgr = (fgr_residual + src).clamp(0, 1)
+        return fgr, pha.clamp(0, 1), r1, r2, r3, r4

@@ -1,0 +1,83 @@
+"""Per-stream RVM inference: one session owns one stream's recurrent state; many
+sessions share one (stateless) network."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from matting.result import MatteResult
+
+# r1..r4 of the recurrent decoder; None before the first frame (the network uses zeros).
+RecurrentState = tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]
+EMPTY_STATE: RecurrentState = (None, None, None, None)
+
+# The authors' guidance: pick downsample_ratio so the network sees 256-512 px.
+MAX_SIDE = 512
+MIN_SIDE = 256
+
+
+def auto_downsample_ratio(height: int, width: int) -> float:
+    """Largest ratio keeping the network input's long side <= 512 px, rounded down to a
+    multiple of 1/8 when that keeps it >= 256 px: 1 up to 512 px, 0.75 for 640x480,
+    0.375 for 1280x720, 0.25 for 1920x1080 (the authors' values)."""
+    ratio = MAX_SIDE / max(height, width)
+    if ratio >= 1:
+        return 1.0
+    eighths = math.floor(ratio * 8) / 8
+    return eighths if eighths * max(height, width) >= MIN_SIDE else ratio
+
+
+@torch.inference_mode()
+def step(model: nn.Module, src: Tensor, state: RecurrentState, downsample_ratio: float
+         ) -> tuple[Tensor, Tensor, RecurrentState]:
+    """One frame (or a batch of frames from different streams, stacked along B with their
+    states stacked the same way): ``src`` RGB [B, 3, H, W] in [0, 1], in the model's
+    device/dtype. Returns fgr [B, 3, H, W], pha [B, 1, H, W] and the new state."""
+    fgr, pha, *rec = model(src, *state, downsample_ratio=downsample_ratio)
+    return fgr, pha, tuple(rec)
+
+
+class VideoMattingSession:
+    """Feed one stream's frames in order; state resets on ``reset()`` or a new resolution.
+
+    Not thread-safe: call ``process`` from one thread at a time per session.
+    """
+
+    def __init__(self, model: nn.Module, downsample_ratio: float | None = None):
+        if downsample_ratio is not None and not 0 < downsample_ratio <= 1:
+            raise ValueError(f"downsample_ratio must be in (0, 1], not {downsample_ratio}")
+        self.model = model
+        self.downsample_ratio = downsample_ratio
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        self.frames_processed = 0
+        self.state: RecurrentState = EMPTY_STATE
+        self._size: tuple[int, int] | None = None
+
+    def reset(self) -> None:
+        """Forget the stream's history (scene cut, new source)."""
+        self.state = EMPTY_STATE
+        self._size = None
+
+    def ratio_for(self, height: int, width: int) -> float:
+        return self.downsample_ratio or auto_downsample_ratio(height, width)
+
+    def process(self, rgb: np.ndarray) -> MatteResult:
+        """Matte one uint8 HxWx3 RGB frame."""
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected a uint8 HxWx3 RGB frame, got {rgb.dtype} {rgb.shape}")
+        size = rgb.shape[:2]
+        if size != self._size:
+            self.reset()
+            self._size = size
+        src = torch.from_numpy(np.require(rgb, requirements=("C", "W"))).to(self.device)
+        src = src.permute(2, 0, 1).unsqueeze(0).to(self.dtype).div_(255)
+        fgr, pha, self.state = step(self.model, src, self.state, self.ratio_for(*size))
+        self.frames_processed += 1
+        return MatteResult(
+            alpha=pha[0, 0].float().cpu().numpy(),
+            foreground=fgr[0].permute(1, 2, 0).float().contiguous().cpu().numpy(),
+        )
