@@ -120,20 +120,26 @@ def cmd_models(args) -> int:
 
 def cmd_remove_bg(args) -> int:
     from matting.compositing import composite, parse_background
-    from matting.images import ImageInputError, load_image, save_image
+    from matting.images import image_format, load_image, save_image
     from matting.result import MatteResult
 
-    try:
+    try:  # everything the user can get wrong, before loading a model
         background = parse_background(args.background)
+        image_format(args.output, alpha=background.transparent)
+        if not args.output.parent.is_dir():
+            raise ValueError(f"output folder {args.output.parent} does not exist")
         rgb = load_image(args.input)
-    except (ImageInputError, ValueError, OSError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    runtime = _runtime(args)
-    alpha = runtime.cutout(rgb)
+    alpha = _runtime(args).cutout(rgb)
     out = composite(rgb, MatteResult(alpha=alpha, foreground=rgb.astype("float32") / 255.0), background)
-    save_image(out, args.output)
-    print(f"wrote {args.output}")
+    try:
+        save_image(out, args.output)
+    except OSError as exc:
+        print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} ({out.shape[1]}x{out.shape[0]}, {'RGBA' if out.shape[2] == 4 else 'RGB'})")
     return 0
 
 
@@ -141,24 +147,39 @@ def cmd_matte(args) -> int:
     from tqdm import tqdm
 
     from matting.compositing import parse_background
-    from matting.video_file import VideoInputError, VideoOptions, matte_video_file, probe_video
+    from matting.video_file import VideoInputError, VideoOptions, check_output, matte_video_file, probe_video
 
-    try:
+    try:  # everything the user can get wrong, before loading a model
+        if args.downsample_ratio is not None and not 0 < args.downsample_ratio <= 1:
+            raise ValueError(f"--downsample-ratio must be in (0, 1], not {args.downsample_ratio}")
         options = VideoOptions(background=parse_background(args.background), crf=args.crf,
-                               bitrate=args.bitrate, keep_audio=not args.no_audio)
+                               bitrate=args.bitrate, keep_audio=not args.no_audio,
+                               downsample_ratio=args.downsample_ratio)
+        check_output(args.output, options)
         info = probe_video(args.input)
-    except (VideoInputError, ValueError, OSError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    runtime = _runtime(args)
-    session = runtime.new_session(downsample_ratio=args.downsample_ratio)
-    with tqdm(total=info.frames or None, unit="frame", desc="matting") as bar:
+    print(f"{args.input}: {info.width}x{info.height}, {info.frames} frames at {info.fps:.2f} fps, "
+          f"{'with' if info.has_audio else 'no'} audio", file=sys.stderr)
+    session = _runtime(args).new_session(downsample_ratio=args.downsample_ratio)
+    with tqdm(total=info.frames, unit="frame", desc="matting", dynamic_ncols=True) as bar:
         def progress(p):
+            bar.total = p.frames_total
             bar.update(p.frames_done - bar.n)
-            bar.set_postfix(fps=f"{p.fps:.1f}")
 
-        matte_video_file(args.input, args.output, session, options, progress=progress)
-    print(f"wrote {args.output}")
+        try:
+            result = matte_video_file(args.input, args.output, session, options, progress=progress)
+        except VideoInputError as exc:
+            bar.close()
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            bar.close()
+            print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    print(f"wrote {result.output}: {result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} fps)"
+          f"{', with audio' if result.has_audio else ''}")
     return 0
 
 

@@ -1,0 +1,128 @@
+"""Still-image decoding and encoding with clear errors for bad input."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ACCEPTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP"}
+_SAVE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+class ImageInputError(ValueError):
+    """The input is not an image we can use; the message says why, for the user."""
+
+
+def load_image(source: Path | str | bytes | BinaryIO, *, max_pixels: int = 50_000_000) -> np.ndarray:
+    """Decode an image to uint8 HxWx3 RGB, upright as its EXIF orientation says.
+
+    The pixel count is checked from the header before any pixel is decoded, so a
+    decompression bomb is refused without allocating it.
+    """
+    stream = _open_bytes(source)
+    try:
+        with Image.open(stream) as im:
+            if im.format not in ACCEPTED_FORMATS:
+                raise ImageInputError(f"unsupported image format {im.format}; "
+                                      f"use {', '.join(ACCEPTED_FORMATS.values())}")
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageInputError(f"image is {w}x{h} ({w * h / 1e6:.0f} MP), "
+                                      f"over the limit of {max_pixels / 1e6:.0f} MP")
+            if w == 0 or h == 0:
+                raise ImageInputError("image has no pixels")
+            im.load()
+            return _to_rgb(ImageOps.exif_transpose(im))
+    except ImageInputError:
+        raise
+    except Image.DecompressionBombError as exc:  # header far past PIL's own limit
+        raise ImageInputError(f"image is too large to decode ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageInputError("not an image (expected JPEG, PNG or WebP data)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageInputError(f"corrupt or truncated image: {exc}") from None
+
+
+def _open_bytes(source) -> BinaryIO:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        data = source.read()
+    if not data:
+        raise ImageInputError("empty input: the image has 0 bytes")
+    return io.BytesIO(data)
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode.startswith("I;16"):
+        # 16-bit greyscale: PIL's convert("RGB") clips instead of scaling
+        grey = (np.asarray(im, dtype=np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # transparent areas have arbitrary colours underneath; show them as a
+        # viewer would, on white, so the model sees what the user saw
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return np.asarray(flat)
+    return np.asarray(im.convert("RGB"))
+
+
+def _check_u8(img: np.ndarray, channels: tuple[int, ...]) -> None:
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in channels:
+        raise ValueError(f"expected uint8 HxWx{'/'.join(map(str, channels))}, "
+                         f"got {img.dtype} {img.shape}")
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """PNG bytes of an RGB or RGBA uint8 image (fast zlib level)."""
+    _check_u8(img, (3, 4))
+    code = cv2.COLOR_RGBA2BGRA if img.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, code), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 92) -> bytes:
+    _check_u8(rgb, (3,))
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def image_format(path: Path | str, *, alpha: bool) -> str:
+    """The format ``save_image`` will use for ``path``; ValueError if it cannot hold the image."""
+    suffix = Path(path).suffix.lower()
+    fmt = _SAVE_SUFFIXES.get(suffix)
+    if fmt is None:
+        raise ValueError(f"cannot save an image as '{suffix or path}'; use .png, .jpg or .webp")
+    if fmt == "jpeg" and alpha:
+        raise ValueError("JPEG has no transparency: save as .png or .webp, or pick a --background colour")
+    return fmt
+
+
+def save_image(img: np.ndarray, path: Path | str) -> None:
+    """Write RGB/RGBA uint8 to ``path``; the format comes from the suffix."""
+    _check_u8(img, (3, 4))
+    fmt = image_format(path, alpha=img.shape[2] == 4)
+    if fmt == "png":
+        data = encode_png(img)
+    elif fmt == "jpeg":
+        data = encode_jpeg(img)
+    else:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="WEBP", quality=90)
+        data = buf.getvalue()
+    Path(path).write_bytes(data)
