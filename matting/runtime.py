@@ -2,27 +2,13 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from matting import weights
+from matting.config import RuntimeConfig
 from matting.device import DeviceChoice, select_device
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    device: str = "auto"          # auto | cpu | cuda | cuda:N
-    precision: str = "auto"       # auto | fp32 | fp16
-    rvm_weights: Path | None = None
-    rmbg_weights: Path | None = None
-    # auto: the checkpoint's deep guided filter, or the fast guided filter when the
-    # checkpoint's refiner is untrained (as in re-exported weights)
-    refiner: str = "auto"         # auto | deep_guided_filter | fast_guided_filter
-    threads: int | None = None    # torch intra-op threads on the CPU; None = torch default
-    download: bool = True         # allow fetching missing weights
 
 
 class MattingRuntime:

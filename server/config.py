@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matting.runtime import RuntimeConfig
+from matting.config import RuntimeConfig
 from server.jobs.config import JobsConfig
 from server.live.config import LiveConfig
 from server.settings import setting
