@@ -12,11 +12,13 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """Raise from a handler to answer with a JSON error."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, **extra: Any):
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or _default_code(status)
+        self.headers = headers
         self.extra = extra
 
 
@@ -40,7 +42,7 @@ async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except ApiError as exc:
-        return json_error(exc.status, exc.message, exc.code, **exc.extra)
+        return json_error(exc.status, exc.message, exc.code, headers=exc.headers, **exc.extra)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -1,0 +1,95 @@
+"""Start-up and shutdown of the upload API: open the store, recover, run workers and expiry."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+
+from server import openapi
+from server.context import context
+from server.jobs import images, routes, spec
+from server.jobs.config import JobsConfig
+from server.jobs.files import JobFiles
+from server.jobs.metrics import JobMetrics
+from server.jobs.state import JOBS, METRICS, JobsState
+from server.jobs.store import JobStore
+from server.jobs.worker import JobRunner, expires_at
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "jobs.sqlite3"
+
+
+def install(app: web.Application) -> None:
+    app[METRICS] = JobMetrics.create(context(app).metrics)
+    app.router.add_post("/remove-bg", images.remove_bg)
+    routes.add_routes(app)
+    openapi.register(app, spec.PATHS, spec.SCHEMAS)
+    app.cleanup_ctx.append(_lifecycle)
+
+
+async def _lifecycle(app: web.Application):
+    ctx = context(app)
+    cfg = ctx.config.jobs
+    metrics = app[METRICS]
+    files, store = await asyncio.to_thread(_open, ctx.config.data_dir.resolve(), cfg, metrics)
+    db = ThreadPoolExecutor(1, thread_name_prefix="jobs-db")
+    runner = JobRunner(store, files, ctx.runtime, cfg, metrics, db)
+    state = JobsState(config=cfg, files=files, store=store, runner=runner, metrics=metrics, db=db,
+                      images=ThreadPoolExecutor(max(1, cfg.image_workers), thread_name_prefix="remove-bg"))
+    app[JOBS] = state
+    runner.start()
+    cleanup = asyncio.create_task(_expire_loop(state), name="jobs-expiry")
+    yield
+    cleanup.cancel()
+    await runner.stop()
+    state.images.shutdown(wait=False, cancel_futures=True)
+    db.shutdown(wait=True)
+    store.close()
+
+
+def _open(data_dir: Path, cfg: JobsConfig, metrics: JobMetrics) -> tuple[JobFiles, JobStore]:
+    """Open the store and resolve what the previous process left behind."""
+    files = JobFiles(data_dir)
+    files.prepare()
+    store = JobStore(data_dir / DB_NAME, on_change=metrics.set_counts)
+    for r in store.recover(cfg.on_restart, cfg.max_interruptions, expires_at(cfg)):
+        job = store.get(r.job_id)
+        files.remove_outputs(job.id, keep=job.input_name)  # half-written output
+        if r.status == "failed":
+            files.remove_file(job.id, job.input_name)
+        log.warning("job %s was interrupted by a restart: %s", r.job_id,
+                    "queued to run again" if r.status == "queued" else f"failed ({job.error})")
+    for job in store.page(limit=10**9, offset=0, status="queued")[0]:
+        if not files.file(job.id, job.input_name).is_file():
+            store.fail_queued(job.id, "the uploaded video is missing from the data dir; submit it again",
+                              expires_at(cfg))
+    removed = files.sweep(store.ids(), min_age_s=0)
+    if removed:
+        log.info("removed %d leftover files with no job record", removed)
+    metrics.set_counts(store.counts())
+    return files, store
+
+
+async def _expire_loop(state: JobsState) -> None:
+    """Delete the files of finished jobs past their TTL; the records stay, marked expired."""
+    while True:
+        try:
+            expired = await state.call(_expire_once, state)
+            if expired:
+                log.info("expired %d job results", expired)
+        except Exception:  # keep cleaning on the next round
+            log.exception("result expiry failed")
+        await asyncio.sleep(state.config.cleanup_interval_s)
+
+
+def _expire_once(state: JobsState) -> int:
+    jobs = state.store.expire_due(time.time())
+    for job in jobs:
+        state.files.remove_job(job.id)
+    state.files.sweep(state.store.ids(), min_age_s=3600.0)
+    return len(jobs)

@@ -1,0 +1,191 @@
+"""OpenAPI 3 description of the upload API (registered into /openapi.json)."""
+from __future__ import annotations
+
+from typing import Any
+
+from server.jobs.files import ID_PATTERN
+from server.jobs.params import BACKGROUND_PATTERN, BITRATE_PATTERN
+
+_JSON_ERR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _err(description: str, retry_after: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, **_JSON_ERR}
+    if retry_after:
+        out["headers"] = {"Retry-After": {"description": "seconds to wait before retrying",
+                                          "schema": {"type": "integer"}}}
+    return out
+
+
+def _query(name: str, schema: dict, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_UPLOAD = {
+    "required": True,
+    "content": {"multipart/form-data": {
+        "schema": {"type": "object", "required": ["file"], "additionalProperties": False,
+                   "properties": {"file": {"type": "string", "format": "binary"}}},
+    }},
+}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "description": "the id returned on submission",
+           "schema": {"type": "string", "pattern": ID_PATTERN}}
+_JOB = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
+_SECURITY = [{}, {"ApiKey": []}]
+_COMMON = {
+    "400": _err("Invalid parameter, unknown parameter or malformed request"),
+    "401": _err("Missing or wrong API key (only when the server requires one)"),
+}
+_BACKGROUND = {"type": "string", "pattern": BACKGROUND_PATTERN, "default": "transparent"}
+
+PATHS: dict[str, Any] = {
+    "/remove-bg": {"post": {
+        "summary": "Remove the background of one image (RMBG-1.4)",
+        "description": "Upload a JPEG, PNG or WebP in the multipart field `file`. Returns a PNG with an alpha "
+                       "channel, or with `background_type` a composite on that colour (PNG or JPEG).",
+        "tags": ["images"], "security": _SECURITY,
+        "parameters": [
+            _query("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
+            _query("format", {"type": "string", "enum": ["png", "jpeg"], "default": "png"},
+                   "output format; jpeg needs a non-transparent background"),
+        ],
+        "requestBody": _UPLOAD,
+        "responses": {
+            "200": {"description": "The cut-out image",
+                    "content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
+                                "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+            **_COMMON,
+            "413": _err("Upload or image dimensions over the limit"),
+            "415": _err("Not multipart/form-data, or the file is not a JPEG, PNG or WebP"),
+            "503": _err("Too many images in progress", retry_after=True),
+        },
+    }},
+    "/remove-bg-video": {"post": {
+        "summary": "Submit a video for background removal (RVM); runs as a job",
+        "description": "Upload a video in the multipart field `file`. The job is queued and its status URL "
+                       "returned; poll it, then download the result. Transparent output is VP9 WebM (or ProRes "
+                       "4444 MOV) with alpha; colour backgrounds default to H.264 MP4.",
+        "tags": ["jobs"], "security": _SECURITY,
+        "parameters": [
+            _query("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
+            _query("format", {"type": "string", "enum": ["webm", "mp4", "mov"]},
+                   "container; default webm when transparent, else mp4 (mp4 cannot be transparent)"),
+            _query("crf", {"type": "integer", "minimum": 0, "maximum": 63}, "quality, lower is better"),
+            _query("bitrate", {"type": "string", "pattern": BITRATE_PATTERN},
+                   "target bitrate such as 2M (instead of crf)"),
+            _query("keep_audio", {"type": "boolean", "default": True}, "copy the source audio"),
+            _query("downsample_ratio", {"type": "number", "minimum": 0.05, "maximum": 1.0},
+                   "RVM internal scale (default: automatic)"),
+        ],
+        "requestBody": _UPLOAD,
+        "responses": {
+            "202": {"description": "Queued", "headers": {"Location": {"schema": {"type": "string"},
+                                                                     "description": "the status URL"}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobAccepted"}}}},
+            **_COMMON,
+            "413": _err("Upload, resolution or duration over the limit"),
+            "415": _err("Not multipart/form-data, or the file is not a video with a video stream"),
+            "503": _err("The job queue is full", retry_after=True),
+        },
+    }},
+    "/jobs": {"get": {
+        "summary": "List jobs, newest first",
+        "tags": ["jobs"], "security": _SECURITY,
+        "parameters": [
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "page size"),
+            _query("offset", {"type": "integer", "minimum": 0, "maximum": 1000000000, "default": 0},
+                   "jobs to skip"),
+            _query("status", {"type": "string", "enum": ["queued", "running", "completed", "failed", "cancelled"]},
+                   "only jobs in this state"),
+        ],
+        "responses": {
+            "200": {"description": "One page of jobs",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobList"}}}},
+            **_COMMON,
+        },
+    }},
+    "/jobs/{job_id}": {
+        "get": {
+            "summary": "Job status and progress",
+            "tags": ["jobs"], "security": _SECURITY, "parameters": [_JOB_ID],
+            "responses": {"200": {"description": "The job", **_JOB}, **_COMMON, "404": _err("No such job")},
+        },
+        "delete": {
+            "summary": "Cancel a queued or running job, or delete a finished one with its files",
+            "tags": ["jobs"], "security": _SECURITY, "parameters": [_JOB_ID],
+            "responses": {
+                "200": {"description": "A queued job, now cancelled", **_JOB},
+                "202": {"description": "A running job, asked to stop (it turns cancelled shortly)", **_JOB},
+                "204": {"description": "A finished job, deleted with its files"},
+                **_COMMON, "404": _err("No such job"),
+            },
+        },
+    },
+    "/jobs/{job_id}/result": {"get": {
+        "summary": "Download a completed job's video (supports Range requests)",
+        "tags": ["jobs"], "security": _SECURITY,
+        "parameters": [_JOB_ID, {"name": "Range", "in": "header", "required": False,
+                                 "schema": {"type": "string"}, "description": "e.g. bytes=0-1023"}],
+        "responses": {
+            "200": {"description": "The video", "content": {
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in ("video/webm", "video/mp4", "video/quicktime")}},
+            "206": {"description": "Part of the video", "content": {
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in ("video/webm", "video/mp4", "video/quicktime")}},
+            **_COMMON,
+            "404": _err("No such job"),
+            "409": _err("The job is not completed (queued, running, failed or cancelled)"),
+            "410": _err("The result expired and was deleted"),
+            "416": {"description": "Range not satisfiable"},
+        },
+    }},
+}
+
+_NUM = {"type": "number", "nullable": True}
+_INT = {"type": "integer", "nullable": True}
+_STR = {"type": "string", "nullable": True}
+_TIME = {"type": "string", "format": "date-time", "nullable": True}
+
+SCHEMAS: dict[str, Any] = {
+    "Job": {
+        "type": "object",
+        "required": ["id", "status", "progress", "frames_done", "status_url", "result_url", "created_at"],
+        "properties": {
+            "id": {"type": "string", "pattern": ID_PATTERN},
+            "status": {"type": "string", "enum": ["queued", "running", "completed", "failed", "cancelled"]},
+            "progress": {"type": "number", "minimum": 0, "maximum": 100, "description": "percent"},
+            "frames_done": {"type": "integer", "minimum": 0},
+            "frames_total": _INT,
+            "fps": {**_NUM, "description": "frames per second while running"},
+            "eta_s": {**_NUM, "description": "estimated seconds left"},
+            "error": {**_STR, "description": "why the job failed or was cancelled"},
+            "filename": {"type": "string"},
+            "options": {"type": "object"},
+            "input": {"type": "object", "description": "what probing the upload found"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": _TIME,
+            "finished_at": _TIME,
+            "expires_at": {**_TIME, "description": "when a finished job's files are deleted"},
+            "expired": {"type": "boolean"},
+            "restarts": {"type": "integer", "description": "server restarts that interrupted this job"},
+            "result_bytes": _INT,
+            "status_url": {"type": "string"},
+            "result_url": {**_STR, "description": "set once completed, until the result expires"},
+        },
+    },
+    "JobAccepted": {"allOf": [{"$ref": "#/components/schemas/Job"},
+                              {"type": "object", "required": ["job_id"],
+                               "properties": {"job_id": {"type": "string", "pattern": ID_PATTERN}}}]},
+    "JobList": {
+        "type": "object",
+        "required": ["jobs", "total", "limit", "offset", "next"],
+        "properties": {
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+            "total": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "next": {**_STR, "description": "URL of the next page, null on the last"},
+        },
+    },
+}
