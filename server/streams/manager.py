@@ -1,0 +1,137 @@
+"""Every RTSP stream of one server: create, look up, change, delete, persist, restore."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from concurrent.futures import Executor
+from pathlib import Path
+
+from matting.compositing import Background
+from matting.runtime import MattingRuntime
+from server.errors import ApiError
+from server.live.backgrounds import parse_client_background
+from server.live.pipeline import LivePipeline
+from server.streams import store
+from server.streams.config import StreamsConfig
+from server.streams.stream import Stream, StreamSpec
+from server.streams.urls import (
+    HostNotAllowed,
+    UrlError,
+    parse_allow_list,
+    parse_source_url,
+)
+
+log = logging.getLogger(__name__)
+
+
+class StreamManager:
+    def __init__(self, config: StreamsConfig, runtime: MattingRuntime, executor: Executor, *,
+                 recordings_dir: Path, data_dir: Path, downsample_ratio: float | None = None):
+        self.config = config
+        try:
+            self.allowed_hosts = parse_allow_list(config.allowed_hosts)
+        except ValueError as exc:
+            raise SystemExit(f"invalid ABRAR_STREAMS_ALLOWED_HOSTS: {exc}") from None
+        try:
+            parse_client_background(config.default_background)
+        except ValueError as exc:
+            raise SystemExit(f"invalid ABRAR_STREAMS_BACKGROUND: {exc}") from None
+        self._runtime = runtime
+        self._executor = executor
+        self._recordings_dir = recordings_dir
+        self._downsample_ratio = downsample_ratio
+        self._store_path = data_dir / store.FILE_NAME if config.persist else None
+        self._streams: dict[str, Stream] = {}
+        self.deleted_total = 0
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def all(self) -> list[Stream]:
+        return list(self._streams.values())
+
+    def get(self, stream_id: str) -> Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise ApiError(404, f"no stream {stream_id!r}")
+        return stream
+
+    def check_url(self, url: object):
+        try:
+            return parse_source_url(url, self.allowed_hosts)
+        except HostNotAllowed as exc:
+            raise ApiError(403, str(exc), code="host_not_allowed") from None
+        except UrlError as exc:
+            raise ApiError(400, str(exc), code="bad_url") from None
+
+    async def create(self, url: object, background_label: str, background: Background, record: bool,
+                     *, stream_id: str | None = None, created_at: float | None = None) -> Stream:
+        source = self.check_url(url)
+        if len(self._streams) >= self.config.max_streams:
+            raise ApiError(503, f"the server is at its limit of {self.config.max_streams} streams; "
+                                "delete one first", code="too_many_streams")
+        spec = StreamSpec(id=stream_id or uuid.uuid4().hex[:12], source=source, background=background_label,
+                          record=record, created_at=created_at or time.time())
+        pipeline = LivePipeline(self._runtime, self._executor, background, recordings_dir=self._recordings_dir,
+                                name=f"stream-{spec.id}", downsample_ratio=self._downsample_ratio)
+        stream = Stream(spec, pipeline, self.config)
+        self._streams[spec.id] = stream
+        stream.start()
+        self._save()
+        log.info("stream %s: ingesting %s", spec.id, source.redacted)
+        return stream
+
+    def set_background(self, stream: Stream, background: Background, label: str) -> None:
+        stream.pipeline.set_background(background)
+        stream.background = label
+        self._save()
+
+    async def set_record(self, stream: Stream, record: bool) -> None:
+        await stream.set_record(record)
+        self._save()
+
+    async def delete(self, stream_id: str) -> Stream:
+        stream = self._streams.pop(stream_id, None)
+        if stream is None:
+            raise ApiError(404, f"no stream {stream_id!r}")
+        self._save()
+        self.deleted_total += 1
+        await stream.close()
+        log.info("stream %s: deleted", stream_id)
+        return stream
+
+    async def restore(self) -> None:
+        """Re-create the streams saved by an earlier run (the cameras may still be down)."""
+        if self._store_path is None:
+            return
+        for entry in store.load(self._store_path):
+            label = entry.background
+            try:
+                background = parse_client_background(label)
+            except ValueError:  # an uploaded image is not persisted
+                label = self.config.default_background
+                background = parse_client_background(label)
+            try:
+                await self.create(entry.url, label, background, entry.record,
+                                  stream_id=entry.id, created_at=entry.created_at)
+            except ApiError as exc:  # e.g. the host is no longer on the allow-list
+                log.warning("stream %s not restored: %s", entry.id, exc.message)
+        self._save()  # drops entries that could not be restored
+
+    async def close_all(self) -> None:
+        """Server shutdown: stop every stream but keep the saved list for the next start."""
+        streams, self._streams = list(self._streams.values()), {}
+        join = self.config.read_timeout_s + 1.0
+        await asyncio.gather(*(stream.close(join_timeout=join) for stream in streams))
+
+    def _save(self) -> None:
+        if self._store_path is None:
+            return
+        entries = [store.Entry(id=s.id, url=s.spec.source.url, background=s.background,
+                               record=s.record, created_at=s.spec.created_at) for s in self._streams.values()]
+        try:
+            store.save(self._store_path, entries)
+        except OSError as exc:
+            log.error("cannot save the stream list to %s: %s", self._store_path, exc)
