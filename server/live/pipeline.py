@@ -72,7 +72,7 @@ class LivePipeline:
         self._latest_rgb: np.ndarray | None = None
         self._recording_path: Path | None = None
         self._recorder: Recorder | None = None
-        self._has_audio = False       # recordings get an audio track once the source has sent some
+        self._has_audio = False       # recordings get an audio track once the source has (or will have) audio
         self._frames = 0
         self._dropped = 0
         self._done_at: deque[float] = deque(maxlen=300)
@@ -124,6 +124,10 @@ class LivePipeline:
     def note_dropped(self, count: int = 1) -> None:
         """The producer skipped ``count`` stale frames."""
         self._dropped += count
+
+    def expect_audio(self) -> None:
+        """The source carries audio: give recordings an audio track even if video comes first."""
+        self._has_audio = True
 
     def push_audio(self, frame: av.AudioFrame) -> None:
         """Audio for the recording, if one is running."""

@@ -121,6 +121,7 @@ class LiveSessions:
                 session.video = MattedVideoTrack(track, session.pipeline)
                 pc.addTrack(session.video)
             elif track.kind == "audio" and session.audio is None:
+                session.pipeline.expect_audio()
                 session.audio = AudioPassthroughTrack(track, session.pipeline)
                 pc.addTrack(session.audio)
 

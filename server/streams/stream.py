@@ -162,6 +162,8 @@ class Stream:
         if self._closing:
             return
         self.source = info
+        if info.audio_codec is not None:
+            self.pipeline.expect_audio()
         self._epoch += 1
         self.connected_at = time.time()
         self.audio.reset()
