@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import re
 
+from aiohttp import web
+
 from matting.compositing import NAMED_COLORS, Background, parse_background
 from matting.images import ImageInputError, load_image
+from server.bodies import file_part, json_body
+from server.errors import ApiError
 
 CLIENT_SPECS = f"transparent, {', '.join(NAMED_COLORS)}, #rrggbb, blur or blur:N (1-100)"
 _CLIENT_SPEC = re.compile(rf"transparent|{'|'.join(NAMED_COLORS)}|#?[0-9a-f]{{6}}|blur(:\S+)?", re.IGNORECASE)
@@ -17,7 +21,7 @@ def parse_client_background(spec: object) -> Background:
         raise ValueError(f"background must be a string: {CLIENT_SPECS}")
     if spec.strip().lower().startswith("image:"):
         raise ValueError("image backgrounds are uploaded: POST multipart/form-data with an 'image' file "
-                         "to /sessions/{id}/background")
+                         "to the session's or stream's /background")
     if not _CLIENT_SPEC.fullmatch(spec.strip()):
         raise ValueError(f"unknown background {spec!r}; use {CLIENT_SPECS}")
     return parse_background(spec)
@@ -29,3 +33,15 @@ def image_background(data: bytes) -> Background:
         return Background("image", image=load_image(data))
     except ImageInputError as exc:
         raise ValueError(f"background image: {exc}") from None
+
+
+async def background_from_request(request: web.Request, max_image_bytes: int) -> tuple[Background, str]:
+    """A background change request: JSON ``{"background": spec}`` or a multipart ``image``
+    upload. Returns the background and the label to report."""
+    try:
+        if request.content_type == "multipart/form-data":
+            return image_background(await file_part(request, "image", max_image_bytes)), "image"
+        label = (await json_body(request)).get("background")
+        return parse_client_background(label), label
+    except ValueError as exc:
+        raise ApiError(400, str(exc), code="bad_background") from None

@@ -1,56 +1,32 @@
 """HTTP side of live sessions: signalling, control, snapshots and recordings."""
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiortc import RTCSessionDescription
 
+from server.bodies import json_body, sdp_offer
 from server.context import context
 from server.errors import ApiError
-from server.live.backgrounds import image_background, parse_client_background
+from server.live.backgrounds import background_from_request, parse_client_background
 from server.live.pipeline import NoFrameError
 from server.live.recordings import as_json, find_recording, list_recordings, recording_url
 from server.live.sessions import LiveSessions
 
 LIVE = web.AppKey("abrar_live", LiveSessions)
 
-MAX_SDP_CHARS = 100_000
-# What aiohttp's multipart reader raises for a body that is not valid multipart.
-_MALFORMED = (ValueError, AssertionError, RuntimeError, HttpProcessingError)
-
-
-async def _json_body(request: web.Request) -> dict:
-    if request.content_length is not None and request.content_length > MAX_SDP_CHARS * 2:
-        raise ApiError(413, "request body too large")
-    try:
-        data = json.loads(await request.text() or "{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "body must be a JSON object")
-    return data
-
-
 def _sessions(request: web.Request) -> LiveSessions:
     return request.app[LIVE]
 
 
 async def offer(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    sdp, kind = body.get("sdp"), body.get("type")
-    if kind != "offer" or not isinstance(sdp, str) or not sdp.strip():
-        raise ApiError(400, 'expected {"sdp": "<SDP offer>", "type": "offer"}')
-    if len(sdp) > MAX_SDP_CHARS:
-        raise ApiError(413, f"SDP offer longer than {MAX_SDP_CHARS} characters")
+    body = await json_body(request)
+    description = sdp_offer(body)
     sessions = _sessions(request)
     label = body.get("background", sessions.config.default_background)
     try:
         background = parse_client_background(label)
     except ValueError as exc:
         raise ApiError(400, str(exc), code="bad_background") from None
-    session, answer = await sessions.create(RTCSessionDescription(sdp=sdp, type="offer"), background, label)
+    session, answer = await sessions.create(description, background, label)
     return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session.id},
                              headers={"Location": f"/sessions/{session.id}"})
 
@@ -75,41 +51,14 @@ async def delete_session(request: web.Request) -> web.Response:
 async def set_background(request: web.Request) -> web.Response:
     sessions = _sessions(request)
     session = sessions.get(request.match_info["id"])
-    try:
-        if request.content_type == "multipart/form-data":
-            data = await _read_upload(request, sessions.config.max_background_bytes)
-            background, label = image_background(data), "image"
-        else:
-            label = (await _json_body(request)).get("background")
-            background = parse_client_background(label)
-    except ValueError as exc:
-        raise ApiError(400, str(exc), code="bad_background") from None
+    background, label = await background_from_request(request, sessions.config.max_background_bytes)
     session.set_background(background, label)
     return web.json_response({"background": label})
 
 
-async def _read_upload(request: web.Request, limit: int) -> bytes:
-    """The ``image`` part of a multipart body, refused past ``limit`` bytes while reading."""
-    try:
-        reader = await request.multipart()
-        async for part in reader:
-            if part.name != "image":
-                continue
-            data = bytearray()
-            while chunk := await part.read_chunk(64 * 1024):
-                data += chunk
-                if len(data) > limit:
-                    raise ApiError(413, f"background image larger than {limit} bytes")
-            return bytes(data)
-    except _MALFORMED as exc:
-        why = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        raise ApiError(400, f"malformed multipart body: {why}") from None
-    raise ApiError(400, "multipart body has no 'image' file")
-
-
 async def recording(request: web.Request) -> web.Response:
     session = _sessions(request).get(request.match_info["id"])
-    action = (await _json_body(request)).get("action")
+    action = (await json_body(request)).get("action")
     if action == "start":
         path = session.pipeline.start_recording()
         return web.json_response({"recording": True, "name": path.name, "url": recording_url(path.name)})

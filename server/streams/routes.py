@@ -3,14 +3,13 @@ recording and snapshots."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp import web
-from aiortc import RTCSessionDescription
 
+from server.bodies import json_body, sdp_offer
 from server.context import context
 from server.errors import ApiError
-from server.live.backgrounds import image_background, parse_client_background
+from server.live.backgrounds import background_from_request, parse_client_background
 from server.live.pipeline import NoFrameError
 from server.live.recordings import recording_url
 from server.streams.manager import StreamManager
@@ -19,25 +18,11 @@ from server.streams.viewers import add_viewer
 
 STREAMS = web.AppKey("abrar_streams", StreamManager)
 
-MAX_BODY_BYTES = 200_000
-MAX_SDP_CHARS = 100_000
 CREATE_FIELDS = {"url", "background", "record", "require_online"}
 
 
 def _manager(request: web.Request) -> StreamManager:
     return request.app[STREAMS]
-
-
-async def _json_body(request: web.Request) -> dict:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, "request body too large")
-    try:
-        data = json.loads(await request.text() or "{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "body must be a JSON object")
-    return data
 
 
 def _flag(body: dict, name: str, default: bool) -> bool:
@@ -48,9 +33,6 @@ def _flag(body: dict, name: str, default: bool) -> bool:
 
 
 def _background(label: object):
-    if isinstance(label, str) and label.strip().lower().startswith("image:"):
-        raise ApiError(400, "image backgrounds are uploaded: POST multipart/form-data with an 'image' file "
-                            "to /streams/{id}/background", code="bad_background")
     try:
         return parse_client_background(label)
     except ValueError as exc:
@@ -59,7 +41,7 @@ def _background(label: object):
 
 async def create_stream(request: web.Request) -> web.Response:
     manager = _manager(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     unknown = set(body) - CREATE_FIELDS
     if unknown:
         raise ApiError(400, f"unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(CREATE_FIELDS))}")
@@ -103,13 +85,8 @@ async def delete_stream(request: web.Request) -> web.Response:
 async def offer(request: web.Request) -> web.Response:
     manager = _manager(request)
     stream = manager.get(request.match_info["id"])
-    body = await _json_body(request)
-    sdp, kind = body.get("sdp"), body.get("type")
-    if kind != "offer" or not isinstance(sdp, str) or not sdp.strip():
-        raise ApiError(400, 'expected {"sdp": "<SDP offer>", "type": "offer"}', code="bad_offer")
-    if len(sdp) > MAX_SDP_CHARS:
-        raise ApiError(413, f"SDP offer longer than {MAX_SDP_CHARS} characters")
-    answer = await add_viewer(stream, RTCSessionDescription(sdp=sdp, type="offer"),
+    description = sdp_offer(await json_body(request))
+    answer = await add_viewer(stream, description,
                               max_viewers=manager.config.max_viewers,
                               connect_timeout_s=manager.config.viewer_connect_timeout_s)
     return web.json_response({"sdp": answer.sdp, "type": answer.type, "stream_id": stream.id})
@@ -118,38 +95,16 @@ async def offer(request: web.Request) -> web.Response:
 async def set_background(request: web.Request) -> web.Response:
     manager = _manager(request)
     stream = manager.get(request.match_info["id"])
-    if request.content_type == "multipart/form-data":
-        try:
-            limit = context(request).config.live.max_background_bytes
-            background, label = image_background(await _read_image(request, limit)), "image"
-        except ValueError as exc:
-            raise ApiError(400, str(exc), code="bad_background") from None
-    else:
-        label = (await _json_body(request)).get("background")
-        background = _background(label)
+    limit = context(request).config.live.max_background_bytes
+    background, label = await background_from_request(request, limit)
     manager.set_background(stream, background, label)
     return web.json_response({"background": label})
-
-
-async def _read_image(request: web.Request, limit: int) -> bytes:
-    """The ``image`` part of a multipart body, refused past the limit while reading."""
-    reader = await request.multipart()
-    async for part in reader:
-        if part.name != "image":
-            continue
-        data = bytearray()
-        while chunk := await part.read_chunk(64 * 1024):
-            data += chunk
-            if len(data) > limit:
-                raise ApiError(413, f"background image larger than {limit} bytes")
-        return bytes(data)
-    raise ApiError(400, "multipart body has no 'image' file")
 
 
 async def recording(request: web.Request) -> web.Response:
     manager = _manager(request)
     stream = manager.get(request.match_info["id"])
-    action = (await _json_body(request)).get("action")
+    action = (await json_body(request)).get("action")
     if action not in ("start", "stop"):
         raise ApiError(400, 'expected {"action": "start"} or {"action": "stop"}')
     await manager.set_record(stream, action == "start")
