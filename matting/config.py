@@ -14,5 +14,12 @@ class RuntimeConfig:
     # auto: the checkpoint's deep guided filter, or the fast guided filter when the
     # checkpoint's refiner is untrained (as in re-exported weights)
     refiner: str = "auto"         # auto | deep_guided_filter | fast_guided_filter
-    threads: int | None = None    # torch intra-op threads on the CPU; None = torch default
+    threads: int | None = None    # intra-op threads on the CPU (torch and ONNX Runtime); None = cores
+    # RVM's encoder/decoder in torch, or in ONNX Runtime (CPU fp32 only; faster there),
+    # or auto: onnxruntime on a CPU when the onnx and onnxruntime packages are installed
+    backend: str = "torch"        # torch | onnxruntime | auto
+    # Cross-session batching (matting.batching): frames of up to batch_max streams of one
+    # size run as one forward pass, waiting at most batch_window_ms; 1 = off
+    batch_max: int = 1
+    batch_window_ms: float = 5.0
     download: bool = True         # allow fetching missing weights

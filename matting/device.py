@@ -25,7 +25,7 @@ def select_device(device: str = "auto", precision: str = "auto") -> DeviceChoice
     else:
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
+            raise ValueError("device 'cuda' was asked for but CUDA is not available here; choose device cpu (or auto)")
     if precision == "auto":
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
     elif precision in ("fp16", "fp32"):

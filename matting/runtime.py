@@ -1,6 +1,8 @@
 """The loaded models, shared by every session in a process."""
 from __future__ import annotations
 
+import importlib.util
+import logging
 import threading
 
 import numpy as np
@@ -9,6 +11,24 @@ import torch
 from matting import weights
 from matting.config import RuntimeConfig
 from matting.device import DeviceChoice, select_device
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "auto")
+
+
+def resolve_backend(backend: str, choice: DeviceChoice) -> str:
+    """``torch`` or ``onnxruntime`` for this device; ValueError if it cannot work there."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    cpu_fp32 = choice.device.type == "cpu" and choice.dtype == torch.float32
+    if backend == "auto":
+        installed = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
+        return "onnxruntime" if cpu_fp32 and installed else "torch"
+    if backend == "onnxruntime" and not cpu_fp32:
+        raise ValueError(f"the onnxruntime backend runs on the CPU in fp32 only, not on "
+                         f"{choice.device} {str(choice.dtype).removeprefix('torch.')}; use backend torch")
+    return backend
 
 
 class MattingRuntime:
@@ -23,9 +43,11 @@ class MattingRuntime:
         self.choice: DeviceChoice = select_device(self.config.device, self.config.precision)
         if self.config.threads and self.choice.device.type == "cpu":
             torch.set_num_threads(self.config.threads)
+        self.backend = resolve_backend(self.config.backend, self.choice)
         self._lock = threading.Lock()
         self._rvm: torch.nn.Module | None = None
         self._rmbg: torch.nn.Module | None = None
+        self._batcher = None
 
     @property
     def device(self) -> torch.device:
@@ -41,8 +63,14 @@ class MattingRuntime:
                 from matting.rvm import load_rvm
 
                 path = weights.resolve("rvm", self.config.rvm_weights, download=self.config.download)
-                self._rvm = load_rvm(path, device=self.device, dtype=self.dtype,
-                                     refiner=self.config.refiner)
+                model = load_rvm(path, device=self.device, dtype=self.dtype, refiner=self.config.refiner)
+                log.info("RVM backend: %s (configured: %s)", self.backend, self.config.backend)
+                if self.backend == "onnxruntime":
+                    from matting.rvm.onnx_backend import OnnxMattingNetwork
+
+                    model = OnnxMattingNetwork(model, threads=self.config.threads)
+                    model.session("refined")  # export now, not during a live stream's first frame
+                self._rvm = model
             return self._rvm
 
     def image_model(self) -> torch.nn.Module:
@@ -54,11 +82,29 @@ class MattingRuntime:
                 self._rmbg = load_rmbg(path, device=self.device, dtype=self.dtype)
             return self._rmbg
 
-    def new_session(self, downsample_ratio: float | None = None):
-        """A fresh :class:`VideoMattingSession` with its own recurrent state."""
+    def batcher(self):
+        """The shared :class:`matting.batching.FrameBatcher`, or None when batching is off."""
+        if self.config.batch_max <= 1:
+            return None
+        model = self.video_model()
+        with self._lock:
+            if self._batcher is None:
+                from matting.batching import FrameBatcher
+
+                self._batcher = FrameBatcher(model, max_batch=self.config.batch_max,
+                                             window_ms=self.config.batch_window_ms)
+            return self._batcher
+
+    def new_session(self, downsample_ratio: float | None = None, *, budget_ms: float | None = None,
+                    batched: bool = False):
+        """A fresh :class:`VideoMattingSession` with its own recurrent state. ``budget_ms``
+        (with no fixed ratio) adapts the ratio to keep frames under that time; ``batched``
+        runs its frames through the shared batcher when batching is on (for live streams:
+        a file job would only wait for partners that never come)."""
         from matting.session import VideoMattingSession
 
-        return VideoMattingSession(self.video_model(), downsample_ratio=downsample_ratio)
+        return VideoMattingSession(self.video_model(), downsample_ratio=downsample_ratio,
+                                   budget_ms=budget_ms, batcher=self.batcher() if batched else None)
 
     def cutout(self, rgb: np.ndarray) -> np.ndarray:
         """RMBG alpha (float32 HxW in [0, 1]) for one uint8 RGB image."""

@@ -3,12 +3,14 @@ sessions share one (stateless) network."""
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from matting.result import MatteResult
+from matting.speed import AdaptiveRatio
 
 # r1..r4 of the recurrent decoder; None before the first frame (the network uses zeros).
 RecurrentState = tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]
@@ -43,19 +45,28 @@ def step(model: nn.Module, src: Tensor, state: RecurrentState, downsample_ratio:
 class VideoMattingSession:
     """Feed one stream's frames in order; state resets on ``reset()`` or a new resolution.
 
+    ``downsample_ratio``: fixed, or None for :func:`auto_downsample_ratio`, or, with
+    ``budget_ms``, adapted to keep each frame under that many milliseconds (see
+    :class:`matting.speed.AdaptiveRatio`). ``batcher``: a :class:`matting.batching.FrameBatcher`
+    to run this stream's frames batched with other streams'.
+
     Not thread-safe: call ``process`` from one thread at a time per session.
     """
 
-    def __init__(self, model: nn.Module, downsample_ratio: float | None = None):
+    def __init__(self, model: nn.Module, downsample_ratio: float | None = None, *,
+                 budget_ms: float | None = None, batcher=None):
         if downsample_ratio is not None and not 0 < downsample_ratio <= 1:
             raise ValueError(f"downsample_ratio must be in (0, 1], not {downsample_ratio}")
         self.model = model
         self.downsample_ratio = downsample_ratio
+        self.adaptive = AdaptiveRatio(budget_ms) if budget_ms and downsample_ratio is None else None
+        self.batcher = batcher
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.frames_processed = 0
         self.state: RecurrentState = EMPTY_STATE
         self._size: tuple[int, int] | None = None
+        self._ratio: float | None = None
 
     def reset(self) -> None:
         """Forget the stream's history (scene cut, new source)."""
@@ -63,21 +74,31 @@ class VideoMattingSession:
         self._size = None
 
     def ratio_for(self, height: int, width: int) -> float:
+        if self.adaptive is not None:
+            return self.adaptive.ratio_for(height, width)
         return self.downsample_ratio or auto_downsample_ratio(height, width)
 
     def process(self, rgb: np.ndarray) -> MatteResult:
         """Matte one uint8 HxWx3 RGB frame."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected a uint8 HxWx3 RGB frame, got {rgb.dtype} {rgb.shape}")
+        started = time.perf_counter()
         size = rgb.shape[:2]
-        if size != self._size:
-            self.reset()
-            self._size = size
+        ratio = self.ratio_for(*size)
+        if size != self._size or ratio != self._ratio:
+            self.reset()  # the state's shapes follow the network input's size
+            self._size, self._ratio = size, ratio
         src = torch.from_numpy(np.require(rgb, requirements=("C", "W"))).to(self.device)
         src = src.permute(2, 0, 1).unsqueeze(0).to(self.dtype).div_(255)
-        fgr, pha, self.state = step(self.model, src, self.state, self.ratio_for(*size))
+        if self.batcher is not None:
+            fgr, pha, self.state = self.batcher.step(src, self.state, ratio)
+        else:
+            fgr, pha, self.state = step(self.model, src, self.state, ratio)
         self.frames_processed += 1
-        return MatteResult(
+        result = MatteResult(
             alpha=pha[0, 0].float().cpu().numpy(),
             foreground=fgr[0].permute(1, 2, 0).float().contiguous().cpu().numpy(),
         )
+        if self.adaptive is not None:
+            self.adaptive.observe((time.perf_counter() - started) * 1e3, *size)
+        return result

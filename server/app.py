@@ -1,6 +1,8 @@
 """The aiohttp application: one factory wiring the features to a shared context."""
 from __future__ import annotations
 
+import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +15,8 @@ from server.config import ServerConfig
 from server.context import CONTEXT, AppContext, context
 from server.errors import error_middleware
 from server.middleware import auth_middleware, cors_middleware
+
+log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -42,6 +46,20 @@ CORE_PATHS = {
 }
 
 
+async def _warm_up(app: web.Application) -> None:
+    """Load RVM (resolving or downloading its weights) while the server starts listening,
+    so the first live frame does not wait for it; problems are logged, not fatal."""
+    ctx = app[CONTEXT]
+
+    def load() -> None:
+        try:
+            ctx.runtime.video_model()
+        except Exception as exc:  # noqa: BLE001 - requests needing the model report it again
+            log.error("RVM not loaded at start-up: %s", exc)
+
+    asyncio.get_running_loop().run_in_executor(ctx.inference, load)
+
+
 async def _shutdown_inference(app: web.Application) -> None:
     app[CONTEXT].inference.shutdown(wait=True, cancel_futures=True)
 
@@ -58,6 +76,7 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
                      inference=ThreadPoolExecutor(config.model.inference_workers, thread_name_prefix="inference"),
                      openapi=openapi.base_spec(VERSION))
     app[CONTEXT] = ctx
+    app.on_startup.append(_warm_up)
     app.on_cleanup.append(_shutdown_inference)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -60,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_device_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16"])
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
+                   help="RVM backend (auto: ONNX Runtime on a CPU, torch on a GPU)")
 
 
 def _runtime(args):
     from matting.runtime import MattingRuntime, RuntimeConfig
 
-    return MattingRuntime(RuntimeConfig(device=args.device, precision=args.precision))
+    return MattingRuntime(RuntimeConfig(device=args.device, precision=args.precision, backend=args.backend))
 
 
 def cmd_serve(args) -> int:
@@ -74,12 +76,20 @@ def cmd_serve(args) -> int:
     from server.app import create_app
     from server.config import ServerConfig
 
-    config = settings.apply_args(settings.from_env(ServerConfig), args)
+    try:
+        config = settings.apply_args(settings.from_env(ServerConfig), args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print("abrar configuration:")
     for name, value in settings.describe(config):
         print(f"  {name} = {value}")
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except ValueError as exc:  # e.g. --model-device cuda without CUDA
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     web.run_app(app, host=config.host, port=config.port, print=lambda m: print(m, flush=True))
     return 0
 

@@ -20,15 +20,31 @@ class ModelConfig:
     rmbg_weights: Path | None = setting(None, "ABRAR_RMBG_WEIGHTS", "path to RMBG-1.4 model.safetensors")
     refiner: str = setting("auto", "ABRAR_REFINER", "RVM refiner",
                            choices=("auto", "deep_guided_filter", "fast_guided_filter"))
-    threads: int | None = setting(None, "ABRAR_THREADS", "torch CPU threads (default: all cores)")
+    threads: int | None = setting(None, "ABRAR_THREADS", "CPU threads for torch and ONNX Runtime (default: all cores)")
+    backend: str = setting("auto", "ABRAR_BACKEND",
+                           "RVM backend: auto (ONNX Runtime on a CPU when onnx and onnxruntime are installed, "
+                           "else torch), torch or onnxruntime (CPU fp32 only)",
+                           choices=("auto", "torch", "onnxruntime"))
     download: bool = setting(True, "ABRAR_DOWNLOAD", "download missing weights at start-up")
     inference_workers: int = setting(1, "ABRAR_INFERENCE_WORKERS",
                                      "threads running live/RTSP inference (more only helps on a GPU)")
+    batch_max: int = setting(1, "ABRAR_BATCH_MAX",
+                             "batch frames of up to this many live/RTSP streams of one size into one RVM pass "
+                             "(1 = off; for GPUs, with ABRAR_INFERENCE_WORKERS at least this)")
+    batch_window_ms: float = setting(5.0, "ABRAR_BATCH_WINDOW_MS",
+                                     "longest a frame waits for others to join its batch")
+
+    def __post_init__(self):
+        if self.batch_max < 1:
+            raise ValueError(f"ABRAR_BATCH_MAX must be at least 1, not {self.batch_max}")
+        if self.batch_window_ms < 0:
+            raise ValueError(f"ABRAR_BATCH_WINDOW_MS must not be negative, not {self.batch_window_ms}")
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(device=self.device, precision=self.precision, rvm_weights=self.rvm_weights,
                              rmbg_weights=self.rmbg_weights, refiner=self.refiner, threads=self.threads,
-                             download=self.download)
+                             download=self.download, backend=self.backend, batch_max=self.batch_max,
+                             batch_window_ms=self.batch_window_ms)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from matting.weights import WeightsError
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,9 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except ApiError as exc:
         return json_error(exc.status, exc.message, exc.code, headers=exc.headers, **exc.extra)
+    except WeightsError as exc:
+        # Missing or broken weights: the message says which file to put where.
+        return json_error(503, str(exc), code="model_unavailable")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -49,14 +49,31 @@ class MattingNetwork(nn.Module):
                 ) -> tuple[Tensor, ...]:
         if src.ndim != 4 or src.shape[1] != 3:
             raise ValueError(f"src must be [B, 3, H, W], got {list(src.shape)}")
-        small = src if downsample_ratio == 1 else F.interpolate(
-            src, scale_factor=downsample_ratio, mode="bilinear", align_corners=False)
-        f1, f2, f3, f4 = self.backbone(small)
-        hid, r1, r2, r3, r4 = self.decoder(small, f1, f2, f3, self.aspp(f4), r1, r2, r3, r4)
+        small = downsample(src, downsample_ratio)
+        hid, r1, r2, r3, r4 = self.coarse(small, r1, r2, r3, r4)
         if segmentation_pass:
             return self.project_seg(hid), r1, r2, r3, r4
+        return (*self.finish(src, small, hid, downsample_ratio), r1, r2, r3, r4)
+
+    def coarse(self, small: Tensor, r1: Tensor | None, r2: Tensor | None, r3: Tensor | None,
+               r4: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Encoder and recurrent decoder at network resolution: the hidden features and
+        the new state (almost all of the work)."""
+        f1, f2, f3, f4 = self.backbone(small)
+        return self.decoder(small, f1, f2, f3, self.aspp(f4), r1, r2, r3, r4)
+
+    def finish(self, src: Tensor, small: Tensor, hid: Tensor, downsample_ratio: float
+               ) -> tuple[Tensor, Tensor]:
+        """fgr and pha at ``src``'s resolution from the hidden features."""
         fgr_residual, pha = self.project_mat(hid).split([3, 1], 1)
         if downsample_ratio != 1:
             fgr_residual, pha = self.refiner(src, small, fgr_residual, pha, hid)
         fgr = (fgr_residual + src).clamp(0, 1)
-        return fgr, pha.clamp(0, 1), r1, r2, r3, r4
+        return fgr, pha.clamp(0, 1)
+
+
+def downsample(src: Tensor, downsample_ratio: float) -> Tensor:
+    """The network input: ``src`` scaled by ``downsample_ratio`` (bilinear)."""
+    if downsample_ratio == 1:
+        return src
+    return F.interpolate(src, scale_factor=downsample_ratio, mode="bilinear", align_corners=False)

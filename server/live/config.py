@@ -17,7 +17,12 @@ class LiveConfig:
     default_background: str = setting("blur", "ABRAR_LIVE_BACKGROUND",
                                       "background of new sessions: transparent, green, #rrggbb, blur, blur:N")
     downsample_ratio: float | None = setting(None, "ABRAR_LIVE_DOWNSAMPLE_RATIO",
-                                             "RVM internal scale for live video (default: auto, 256-512 px)")
+                                             "RVM internal scale for live video (default: adapted to "
+                                             "ABRAR_LIVE_MATTE_BUDGET_MS)")
+    matte_budget_ms: float = setting(45.0, "ABRAR_LIVE_MATTE_BUDGET_MS",
+                                     "without a fixed ratio, each session lowers or raises its RVM internal "
+                                     "scale (160-512 px) to matte a frame in about this many ms; "
+                                     "0: the fixed 256-512 px auto ratio")
     max_background_bytes: int = setting(10_000_000, "ABRAR_LIVE_MAX_BACKGROUND_BYTES",
                                         "largest background image upload in bytes")
 
@@ -31,6 +36,8 @@ class LiveConfig:
                 problems.append(f"{env} must be above 0 seconds, not {value}")
         if self.downsample_ratio is not None and not 0 < self.downsample_ratio <= 1:
             problems.append(f"ABRAR_LIVE_DOWNSAMPLE_RATIO must be in (0, 1], not {self.downsample_ratio}")
+        if self.matte_budget_ms < 0:
+            problems.append(f"ABRAR_LIVE_MATTE_BUDGET_MS must not be negative, not {self.matte_budget_ms}")
         if self.max_background_bytes < 1:
             problems.append(f"ABRAR_LIVE_MAX_BACKGROUND_BYTES must be positive, not {self.max_background_bytes}")
         if problems:

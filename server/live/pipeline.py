@@ -58,13 +58,14 @@ class LivePipeline:
 
     def __init__(self, runtime: MattingRuntime, executor: Executor, background: Background, *,
                  recordings_dir: Path, name: str, downsample_ratio: float | None = None,
-                 recording_fps: float = 30.0):
+                 matte_budget_ms: float | None = None, recording_fps: float = 30.0):
         self.name = _SAFE_NAME.sub("-", name).strip("-") or "stream"
         self._runtime = runtime
         self._executor = executor
         self._background = background
         self._recordings_dir = recordings_dir
         self._downsample_ratio = downsample_ratio
+        self._matte_budget_ms = matte_budget_ms or None  # without a fixed ratio: adapt it to this
         self._recording_fps = recording_fps
         self._session = None          # made on the first frame, in the executor (model load is slow)
         self._size: tuple[int, int] | None = None
@@ -108,7 +109,8 @@ class LivePipeline:
                received_at: float) -> np.ndarray:
         rgb = frame.to_ndarray(format="rgb24")
         if self._session is None:
-            self._session = self._runtime.new_session(self._downsample_ratio)
+            self._session = self._runtime.new_session(self._downsample_ratio, budget_ms=self._matte_budget_ms,
+                                                      batched=True)
         elif self._reset_pending:
             self._session.reset()  # (the session itself resets on a new resolution)
         self._reset_pending = False

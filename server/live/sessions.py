@@ -93,7 +93,8 @@ class LiveSessions:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pipeline = LivePipeline(self._runtime, self._executor, background,
                                 recordings_dir=self._recordings_dir, name=f"live-{session_id[:8]}",
-                                downsample_ratio=self.config.downsample_ratio)
+                                downsample_ratio=self.config.downsample_ratio,
+                                matte_budget_ms=self.config.matte_budget_ms)
         session = LiveSession(session_id, pc, pipeline, label)
         self._sessions[session_id] = session  # reserved before any await: the limit holds under races
         self._wire(session)

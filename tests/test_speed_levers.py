@@ -1,0 +1,205 @@
+"""Speed levers that change how RVM runs but must not change what it computes (the ONNX
+Runtime backend), and the choice of internal resolution from a time budget."""
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import load_alpha
+
+from matting import metrics, weights
+from matting.config import RuntimeConfig
+from matting.device import DeviceChoice
+from matting.runtime import MattingRuntime, resolve_backend
+from matting.rvm import load_rvm
+from matting.rvm.onnx_backend import OnnxMattingNetwork, export, state_shapes
+from matting.session import VideoMattingSession
+from matting.speed import (
+    AdaptiveRatio,
+    choose_downsample_ratio,
+    network_megapixels,
+    usable_ratios,
+)
+
+CLIP = "temporal/p3m_00a7a27c_porch_512x288"
+FRAMES = 8
+
+
+@pytest.fixture(scope="module")
+def clip(media) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    with av.open(str(media / CLIP / "com.mkv")) as container:
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(FRAMES), container.decode(video=0))]
+    return frames, [load_alpha(media / CLIP / "pha" / f"{i:04d}.png") for i in range(FRAMES)]
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_rvm(weights.resolve("rvm", download=False), device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def onnx_net(net):
+    return OnnxMattingNetwork(net, threads=2)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 0.5])
+def test_onnx_backend_matches_torch_on_real_video(net, onnx_net, clip, ratio):
+    frames, truths = clip
+    results = {}
+    for name, model in (("torch", net), ("onnxruntime", onnx_net)):
+        session = VideoMattingSession(model, ratio)
+        mattes = [session.process(f) for f in frames]
+        alphas = [m.alpha for m in mattes]
+        results[name] = {"alphas": alphas, "fgr": [m.foreground for m in mattes], "state": session.state,
+                         "mad": float(np.mean([metrics.mad(a, t) for a, t in zip(alphas, truths)])),
+                         "dtssd": metrics.dtssd(alphas, truths)}
+    t, o = results["torch"], results["onnxruntime"]
+    pha = max(float(np.abs(a - b).max()) for a, b in zip(t["alphas"], o["alphas"]))
+    fgr = max(float(np.abs(a - b).max()) for a, b in zip(t["fgr"], o["fgr"]))
+    state = max(float((a - b).abs().max()) for a, b in zip(t["state"], o["state"]))
+    print(f"\nratio {ratio}, {FRAMES} frames, state carried: max |torch - onnxruntime| pha {pha:.1e} "
+          f"fgr {fgr:.1e} state {state:.1e}; MAD {t['mad']:.4f} vs {o['mad']:.4f}, "
+          f"dtSSD {t['dtssd']:.4f} vs {o['dtssd']:.4f}")
+    # Measured ~1e-5 through the network and state (float32 rounding in other kernels);
+    # up to 1e-3 on fgr at ratio 0.5, where the guided filter divides by local variance
+    # + 1e-5 and so magnifies rounding in flat areas: a quarter of an 8-bit level. A wrong
+    # layer, weight or state wiring gives differences of 0.1 or more.
+    assert pha < 2e-3 and fgr < 2e-3 and state < 1e-3
+    assert abs(t["mad"] - o["mad"]) < 0.01 and abs(t["dtssd"] - o["dtssd"]) < 0.01
+
+
+def test_onnx_backend_takes_any_size_and_batch(net, onnx_net):
+    """One exported graph for every frame size (odd ones too) and batch size."""
+    torch.manual_seed(0)
+    for shape, ratio in (((1, 3, 101, 67), 1.0), ((2, 3, 90, 123), 0.5)):
+        src = torch.rand(shape)
+        with torch.inference_mode():
+            expected = net(src, downsample_ratio=ratio)
+            got = onnx_net(src, downsample_ratio=ratio)
+        assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
+        assert max(float((g - e).abs().max()) for g, e in zip(got, expected)) < 1e-3
+
+
+def test_state_shapes_match_the_network(net):
+    small = torch.rand(1, 3, 75, 133)
+    with torch.inference_mode():
+        _, *state = net.coarse(small, None, None, None, None)
+    assert [tuple(s.shape) for s in state] == state_shapes(1, 75, 133)
+
+
+def test_export_leaves_the_shared_network_untouched(clip):
+    """The exporter switches train/eval mode; the torch network must stay in eval mode with
+    its BatchNorm statistics unchanged (a regression here corrupts every later frame)."""
+    model = load_rvm(weights.resolve("rvm", download=False), device="cpu", dtype=torch.float32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for graph in ("plain", "refined"):
+        assert export(model, graph)
+    assert not any(m.training for m in model.modules())
+    src = torch.from_numpy(clip[0][0][:96, :128].copy()).permute(2, 0, 1)[None].float() / 255
+    model(src)  # outside inference mode: a training-mode BN would update its statistics now
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_backend_resolution():
+    cpu = DeviceChoice(torch.device("cpu"), torch.float32)
+    assert resolve_backend("auto", cpu) == "onnxruntime"  # onnx and onnxruntime are installed here
+    assert resolve_backend("torch", cpu) == "torch"
+    gpu = DeviceChoice(torch.device("cuda"), torch.float16)
+    assert resolve_backend("auto", gpu) == "torch"
+    with pytest.raises(ValueError, match="CPU in fp32 only"):
+        resolve_backend("onnxruntime", gpu)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend("tensorrt", cpu)
+
+
+def test_runtime_with_onnxruntime_backend_mattes(clip):
+    runtime = MattingRuntime(RuntimeConfig(device="cpu", download=False, backend="onnxruntime", threads=2))
+    assert isinstance(runtime.video_model(), OnnxMattingNetwork)
+    frames, truths = clip
+    alpha = runtime.new_session(1.0).process(frames[0]).alpha
+    assert alpha.shape == truths[0].shape and metrics.mad(alpha, truths[0]) < 10
+
+
+# -- internal resolution from a time budget ----------------------------------------------------
+
+def test_choose_downsample_ratio_fits_the_budget():
+    # 640x480 at 600 ms per network megapixel plus 10 ms fixed: 0.5 (0.077 MP) costs 56 ms.
+    assert choose_downsample_ratio(480, 640, 60, 600, fixed_ms=10) == 0.5
+    assert choose_downsample_ratio(480, 640, 40, 600, fixed_ms=10) == 0.375
+    assert choose_downsample_ratio(480, 640, 10_000, 600) == 0.75  # 480 px: the most it uses
+    # Nothing fits: the smallest ratio that keeps 240 px on the long side, never less.
+    assert choose_downsample_ratio(480, 640, 1, 600) == 0.375
+    assert choose_downsample_ratio(1080, 1920, 1, 600) == 0.25
+    # Small frames are not shrunk below 240 px (here: not at all), huge ones not above 512 px.
+    assert usable_ratios(120, 160) == [1.0]
+    assert usable_ratios(2160, 3840) == [512 / 3840]
+    assert usable_ratios(480, 640) == [0.375, 0.5, 0.625, 0.75]
+
+
+def simulate(controller: AdaptiveRatio, frames: int, ms_per_megapixel: float, fixed_ms: float,
+             h: int = 480, w: int = 640) -> list[float]:
+    ratios = []
+    for _ in range(frames):
+        ratio = controller.ratio_for(h, w)
+        controller.observe(fixed_ms + ms_per_megapixel * network_megapixels(h, w, ratio), h, w)
+        ratios.append(ratio)
+    return ratios
+
+
+def test_adaptive_ratio_follows_the_machine_without_flapping():
+    controller = AdaptiveRatio(budget_ms=60, start_ratio=0.5, hold_frames=30, backoff_frames=300, fixed_ms=10)
+    # Busy machine: 0.5 takes 10 + 1000 * 0.077 = 87 ms > 60, 0.375 takes 53 ms.
+    busy = simulate(controller, 120, ms_per_megapixel=1000, fixed_ms=10)
+    assert busy[0] == 0.5 and busy[-1] == 0.375
+    settled = controller.changes
+    simulate(controller, 120, ms_per_megapixel=1000, fixed_ms=10)
+    assert controller.changes == settled  # stays put once it fits
+    # Quiet machine: 300 ms per MP, so 0.75 (0.173 MP, 62 ms) is over 0.8 x 60 and 0.625 fits;
+    # it goes back above 0.375 only once the back-off after the slow 0.5 has run out.
+    quiet = simulate(controller, 300, ms_per_megapixel=300, fixed_ms=10)
+    print(f"\nbusy: {busy[0]} -> {busy[-1]}; quiet: -> {quiet[-1]}; {controller.changes} changes in 540 frames")
+    assert quiet[:60] == [0.375] * 60 and quiet[-1] == 0.625
+    assert controller.changes <= 4
+
+
+def test_session_with_budget_lowers_its_ratio_and_restarts_its_state(net, clip):
+    session = VideoMattingSession(net, budget_ms=1.0)  # no CPU meets 1 ms
+    session.adaptive.hold_frames = 2
+    frames = [cv2.resize(f, (640, 360)) for f in clip[0][:4]]  # 0.5 to 0.375 are usable here
+    ratios = []
+    for frame in frames:
+        ratios.append(session.ratio_for(360, 640))
+        result = session.process(frame)
+    assert result.alpha.shape == (360, 640)
+    assert ratios == [0.5, 0.5, 0.375, 0.375] and session.adaptive.changes == 1
+    # The state was restarted at the new size: r1 is half the 240x135 network input.
+    assert tuple(session.state[0].shape[2:]) == (68, 120)
+
+
+async def test_live_pipeline_sessions_adapt_to_the_configured_budget(runtime, clip, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    from fractions import Fraction
+
+    from matting.compositing import Background
+    from server.live.config import LiveConfig
+    from server.live.pipeline import LivePipeline
+
+    frame = av.VideoFrame.from_ndarray(clip[0][0], format="rgb24")
+    frame.pts, frame.time_base = 0, Fraction(1, 30)
+    budget = LiveConfig().matte_budget_ms
+    assert budget > 0  # live sessions adapt by default
+    executor = ThreadPoolExecutor(1)
+    try:
+        pipeline = LivePipeline(runtime, executor, Background("color", color=(0, 177, 64)),
+                                recordings_dir=tmp_path, name="budget", matte_budget_ms=budget)
+        out = await pipeline.process(frame)
+        fixed = LivePipeline(runtime, executor, Background("color"), recordings_dir=tmp_path,
+                             name="fixed", downsample_ratio=0.5, matte_budget_ms=budget)
+        await fixed.process(frame)
+    finally:
+        executor.shutdown()
+    assert (out.width, out.height) == (512, 288)
+    assert pipeline._session.adaptive.budget_ms == budget
+    assert fixed._session.adaptive is None and fixed._session.ratio_for(288, 512) == 0.5
