@@ -33,7 +33,8 @@ def setup(app: web.Application) -> None:
     ctx = context(app)
     manager = StreamManager(ctx.config.streams, ctx.runtime, ctx.inference,
                             recordings_dir=ctx.config.recordings_dir, data_dir=ctx.config.data_dir,
-                            downsample_ratio=ctx.config.live.downsample_ratio)
+                            downsample_ratio=ctx.config.live.downsample_ratio,
+                            matte_budget_ms=ctx.config.live.matte_budget_ms)
     app[STREAMS] = manager
     ctx.metrics.register(StreamsCollector(manager))
     add_routes(app)

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 class StreamManager:
     def __init__(self, config: StreamsConfig, runtime: MattingRuntime, executor: Executor, *,
-                 recordings_dir: Path, data_dir: Path, downsample_ratio: float | None = None):
+                 recordings_dir: Path, data_dir: Path, downsample_ratio: float | None = None,
+                 matte_budget_ms: float | None = None):
         self.config = config
         try:
             self.allowed_hosts = parse_allow_list(config.allowed_hosts)
@@ -42,6 +43,7 @@ class StreamManager:
         self._executor = executor
         self._recordings_dir = recordings_dir
         self._downsample_ratio = downsample_ratio
+        self._matte_budget_ms = matte_budget_ms
         self._store_path = data_dir / store.FILE_NAME if config.persist else None
         self._streams: dict[str, Stream] = {}
         self.deleted_total = 0
@@ -75,7 +77,8 @@ class StreamManager:
         spec = StreamSpec(id=stream_id or uuid.uuid4().hex[:12], source=source, background=background_label,
                           record=record, created_at=created_at or time.time())
         pipeline = LivePipeline(self._runtime, self._executor, background, recordings_dir=self._recordings_dir,
-                                name=f"stream-{spec.id}", downsample_ratio=self._downsample_ratio)
+                                name=f"stream-{spec.id}", downsample_ratio=self._downsample_ratio,
+                                matte_budget_ms=self._matte_budget_ms)
         stream = Stream(spec, pipeline, self.config)
         self._streams[spec.id] = stream
         stream.start()
