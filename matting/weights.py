@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 
 class WeightsError(RuntimeError):
@@ -193,3 +193,18 @@ def sha256_of(path: Path) -> str:
 
 class CheckpointError(WeightsError):
     """A checkpoint file exists but is unreadable, truncated or of the wrong layout."""
+
+
+def layout_problems(state: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """What keeps ``state`` from loading strictly into a model whose state dict is
+    ``expected``: missing and unexpected keys and wrong shapes, the first few of each."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} in file, {tuple(v.shape)} expected"
+             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
+        if items:
+            more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+            problems.append(f"{len(items)} {label}: {', '.join(items[:3])}{more}")
+    return problems

@@ -13,38 +13,6 @@ const ui = {
 const viewer = { pc: null, streamId: null, timer: null, last: null };
 const POLL_MS = 2000;
 
-function setStatus(text, isError = false) {
-  ui.status.textContent = text;
-  ui.status.classList.toggle("error", isError);
-}
-
-function apiHeaders(extra = {}) {
-  const key = ui.apikey.value.trim();
-  return key ? { ...extra, "X-API-Key": key } : extra;
-}
-
-// Links (downloads) cannot send headers; the server also takes the key as a query parameter.
-function withKey(url) {
-  const key = ui.apikey.value.trim();
-  return key ? `${url}?api_key=${encodeURIComponent(key)}` : url;
-}
-
-async function api(method, path, body) {
-  const init = { method, headers: apiHeaders() };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const resp = await fetch(path, init);
-  if (resp.status === 401) ui.settings.open = true;
-  if (!resp.ok) {
-    let message = `${resp.status} ${resp.statusText}`;
-    try { message = (await resp.json()).error.message; } catch (_) { /* not JSON */ }
-    throw new Error(message);
-  }
-  return resp;
-}
-
 function el(tag, props = {}, ...children) {
   const node = Object.assign(document.createElement(tag), props);
   node.append(...children);
@@ -146,16 +114,6 @@ async function snapshot(id) {
 // -- watching ---------------------------------------------------------------------
 
 // aiortc does not take trickled candidates: send the offer once gathering is done.
-function gatheringComplete(pc, timeoutMs = 3000) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
-    const check = () => { if (pc.iceGatheringState === "complete") done(); };
-    pc.addEventListener("icegatheringstatechange", check);
-    setTimeout(done, timeoutMs);
-  });
-}
-
 async function watch(id) {
   stopWatching();
   const pc = new RTCPeerConnection({ iceServers: [] });

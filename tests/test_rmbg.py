@@ -122,13 +122,13 @@ def test_pth_without_state_dict(tmp_path):
 def test_key_removed(tmp_path, file_tensors):
     path = tmp_path / "model.safetensors"
     save_file({k: v for k, v in file_tensors.items() if k != "stage3.rebnconv2.conv_s1.bias"}, path)
-    expect_error(path, "missing keys: stage3.rebnconv2.conv_s1.bias")
+    expect_error(path, "1 missing keys: stage3.rebnconv2.conv_s1.bias")
 
 
 def test_wrong_shape(tmp_path, file_tensors):
     path = tmp_path / "model.safetensors"
     save_file({**file_tensors, "side1.weight": torch.zeros(1, 32, 3, 3, dtype=torch.float16)}, path)
-    expect_error(path, "wrong shapes: side1.weight: (1, 32, 3, 3) in file, (1, 64, 3, 3) expected")
+    expect_error(path, "1 wrong shapes: side1.weight (1, 32, 3, 3) in file, (1, 64, 3, 3) expected")
 
 
 def test_quality_on_every_dev_photo(quality):

@@ -8,7 +8,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from matting.rmbg.isnet import BriaRMBG
-from matting.weights import MODELS, CheckpointError, missing_message
+from matting.weights import MODELS, CheckpointError, layout_problems, missing_message
 
 # torch.save writes a zip archive; anything else is read as safetensors.
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -39,16 +39,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _check_layout(path: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: {tuple(state[k].shape)} in file, {tuple(v.shape)} expected"
-             for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    problems = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                         ("wrong shapes", wrong)):
-        if items:
-            more = f", ... ({len(items)} in all)" if len(items) > 5 else ""
-            problems.append(f"{label}: {', '.join(items[:5])}{more}")
+    problems = layout_problems(state, expected)
     if problems:
         raise CheckpointError(f"RMBG checkpoint {path} does not match the RMBG-1.4 (BriaRMBG) layout: "
                               + "; ".join(problems) + ". It is another model or a damaged file. "

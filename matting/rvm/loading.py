@@ -10,7 +10,7 @@ import torch
 
 from matting.rvm.network import REFINERS, MattingNetwork
 from matting.rvm.refiners import FastGuidedFilterRefiner
-from matting.weights import CheckpointError, missing_message
+from matting.weights import CheckpointError, layout_problems, missing_message
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +76,7 @@ def read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
 def check_layout(path: Path, state: Mapping[str, torch.Tensor],
                  expected: Mapping[str, torch.Tensor]) -> None:
     """Raise CheckpointError naming missing/unexpected keys and wrong shapes (first few)."""
-    problems = []
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {list(state[k].shape)} (expected {list(v.shape)})"
-             for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                         ("wrong shapes", wrong)):
-        if items:
-            more = f" and {len(items) - 3} more" if len(items) > 3 else ""
-            problems.append(f"{len(items)} {label}: {', '.join(items[:3])}{more}")
+    problems = layout_problems(state, expected)
     if problems:
         raise CheckpointError(
             f"{path} is not an RVM MobileNetV3 checkpoint ({'; '.join(problems)}). "
