@@ -6,7 +6,6 @@ import asyncio
 import os
 import select
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -18,16 +17,12 @@ from aiohttp.test_utils import TestServer
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from server_process import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 RTSP_SERVER = REPO / "tests" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # python3-gi (GStreamer bindings) lives there, not in the venv
 CLIP_DIR = "temporal/p3m_00a7a27c_porch_512x288"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_rtsp_clip(media: Path, out: Path, loops: int = 30) -> Path:
@@ -102,18 +97,6 @@ async def start_app(config, runtime) -> tuple[TestServer, aiohttp.ClientSession,
     await server.start_server()
     base = f"http://127.0.0.1:{server.port}"
     return server, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)), base
-
-
-async def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    """Poll an async ``predicate`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 @dataclass

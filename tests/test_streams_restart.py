@@ -14,13 +14,13 @@ import av
 import numpy as np
 import pytest
 from conftest import load_alpha
+from api_support import wait_for
 from streams_support import (
     CLIP_DIR,
     RtspCamera,
     make_rtsp_clip,
     require_rtsp_server,
     start_app,
-    wait_for,
 )
 
 from matting.video_io import read_alpha_frames

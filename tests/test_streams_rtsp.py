@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import load_alpha
 from PIL import Image
+from api_support import wait_for
 from streams_support import (
     CLIP_DIR,
     RtspCamera,
@@ -22,7 +23,6 @@ from streams_support import (
     make_rtsp_clip,
     require_rtsp_server,
     start_app,
-    wait_for,
 )
 
 from matting.compositing import NAMED_COLORS

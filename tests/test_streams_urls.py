@@ -9,7 +9,8 @@ import threading
 
 import av
 import pytest
-from streams_support import free_port, start_app, wait_for
+from api_support import wait_for
+from streams_support import free_port, start_app
 
 from server.config import ServerConfig
 from server.streams.config import StreamsConfig

@@ -7,7 +7,7 @@ from server.bodies import json_body, sdp_offer
 from server.context import context
 from server.errors import ApiError
 from server.live.backgrounds import background_from_request, parse_client_background
-from server.live.pipeline import NoFrameError
+from server.live.pipeline import LivePipeline, NoFrameError
 from server.live.recordings import as_json, find_recording, list_recordings, recording_url
 from server.live.sessions import LiveSessions
 
@@ -73,14 +73,19 @@ async def recording(request: web.Request) -> web.Response:
     raise ApiError(400, 'expected {"action": "start"} or {"action": "stop"}')
 
 
-async def snapshot(request: web.Request) -> web.Response:
-    session = _sessions(request).get(request.match_info["id"])
+async def snapshot_response(pipeline: LivePipeline, filename: str, wait_hint: str) -> web.Response:
+    """RMBG cut-out of ``pipeline``'s latest frame as an inline PNG; 409 before any frame."""
     try:
-        png = await session.pipeline.snapshot()
+        png = await pipeline.snapshot()
     except NoFrameError as exc:
-        raise ApiError(409, f"{exc}; wait for the video to start", code="no_frame") from None
+        raise ApiError(409, f"{exc}; {wait_hint}", code="no_frame") from None
     return web.Response(body=png, content_type="image/png",
-                        headers={"Content-Disposition": f'inline; filename="{session.pipeline.name}.png"'})
+                        headers={"Content-Disposition": f'inline; filename="{filename}"'})
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    pipeline = _sessions(request).get(request.match_info["id"]).pipeline
+    return await snapshot_response(pipeline, f"{pipeline.name}.png", "wait for the video to start")
 
 
 async def recordings_index(request: web.Request) -> web.Response:

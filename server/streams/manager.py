@@ -34,11 +34,11 @@ class StreamManager:
         try:
             self.allowed_hosts = parse_allow_list(config.allowed_hosts)
         except ValueError as exc:
-            raise SystemExit(f"invalid ABRAR_STREAMS_ALLOWED_HOSTS: {exc}") from None
+            raise ValueError(f"invalid ABRAR_STREAMS_ALLOWED_HOSTS: {exc}") from None
         try:
             parse_client_background(config.default_background)
         except ValueError as exc:
-            raise SystemExit(f"invalid ABRAR_STREAMS_BACKGROUND: {exc}") from None
+            raise ValueError(f"invalid ABRAR_STREAMS_BACKGROUND: {exc}") from None
         self._runtime = runtime
         self._executor = executor
         self._recordings_dir = recordings_dir

@@ -10,8 +10,8 @@ from server.bodies import json_body, sdp_offer
 from server.context import context
 from server.errors import ApiError
 from server.live.backgrounds import background_from_request, parse_client_background
-from server.live.pipeline import NoFrameError
 from server.live.recordings import recording_url
+from server.live.routes import snapshot_response
 from server.streams.manager import StreamManager
 from server.streams.stream import StreamState
 from server.streams.viewers import add_viewer
@@ -118,12 +118,7 @@ async def recording(request: web.Request) -> web.Response:
 
 async def snapshot(request: web.Request) -> web.Response:
     stream = _manager(request).get(request.match_info["id"])
-    try:
-        png = await stream.pipeline.snapshot()
-    except NoFrameError as exc:
-        raise ApiError(409, f"{exc}; wait until the stream is live", code="no_frame") from None
-    return web.Response(body=png, content_type="image/png",
-                        headers={"Content-Disposition": f'inline; filename="stream-{stream.id}.png"'})
+    return await snapshot_response(stream.pipeline, f"stream-{stream.id}.png", "wait until the stream is live")
 
 
 def add_routes(app: web.Application) -> None:
