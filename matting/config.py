@@ -22,4 +22,6 @@ class RuntimeConfig:
     # size run as one forward pass, waiting at most batch_window_ms; 1 = off
     batch_max: int = 1
     batch_window_ms: float = 5.0
+    # Replay RVM from CUDA graphs on a CUDA device (matting.cuda_graphs); no effect on a CPU
+    cuda_graphs: bool = True
     download: bool = True         # allow fetching missing weights

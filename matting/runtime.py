@@ -70,6 +70,10 @@ class MattingRuntime:
 
                     model = OnnxMattingNetwork(model, threads=self.config.threads)
                     model.session("refined")  # export now, not during a live stream's first frame
+                elif self.device.type == "cuda" and self.config.cuda_graphs:
+                    from matting.cuda_graphs import CudaGraphMattingNetwork
+
+                    model = CudaGraphMattingNetwork(model)
                 self._rvm = model
             return self._rvm
 

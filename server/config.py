@@ -33,6 +33,8 @@ class ModelConfig:
                              "(1 = off; for GPUs, with ABRAR_INFERENCE_WORKERS at least this)")
     batch_window_ms: float = setting(5.0, "ABRAR_BATCH_WINDOW_MS",
                                      "longest a frame waits for others to join its batch")
+    cuda_graphs: bool = setting(True, "ABRAR_CUDA_GRAPHS",
+                                "replay RVM from CUDA graphs on a GPU (one capture per frame size and ratio)")
 
     def __post_init__(self):
         if self.batch_max < 1:
@@ -44,7 +46,7 @@ class ModelConfig:
         return RuntimeConfig(device=self.device, precision=self.precision, rvm_weights=self.rvm_weights,
                              rmbg_weights=self.rmbg_weights, refiner=self.refiner, threads=self.threads,
                              download=self.download, backend=self.backend, batch_max=self.batch_max,
-                             batch_window_ms=self.batch_window_ms)
+                             batch_window_ms=self.batch_window_ms, cuda_graphs=self.cuda_graphs)
 
 
 @dataclass(frozen=True)
