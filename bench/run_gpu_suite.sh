@@ -20,7 +20,7 @@ run() {  # name, time limit (s), script and arguments
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
     --format=csv >"$out/gpu.txt" 2>&1
 nproc >>"$out/gpu.txt"
-run cuda 240 bench/bench_cuda.py --frames 200 --warmup 20
-run batching 180 bench/bench_batching.py --device cuda --size 1280x720 --ratio 0.375 --pace-fps 30 \
+run cuda 200 bench/bench_cuda.py --frames 200 --warmup 20
+run batching 150 bench/bench_batching.py --device cuda --size 1280x720 --ratio 0.375 --pace-fps 30 \
     --budget-ms 100 --sessions 1,4,8,16,24,32,48 --seconds 5 --warmup-seconds 1
-run file 150 bench/bench_file.py --device cuda --frames 200
+run file 120 bench/bench_file.py --device cuda --frames 200
