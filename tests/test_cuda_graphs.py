@@ -78,12 +78,17 @@ def test_each_batch_size_and_ratio_gets_its_own_graph(eager):
     _, _, state = step(graphed, srcs[0], EMPTY_STATE, 0.375)
     # a batch of a carried stream and a new one, as the batcher builds it
     batch = torch.cat([srcs[1], srcs[2]])
-    _, pha, _ = step(graphed, batch, stack_states([state, EMPTY_STATE]), 0.375)
+    stacked = stack_states([state, EMPTY_STATE])
+    _, pha, _ = step(graphed, batch, stacked, 0.375)
     assert graphed.graph_count == 3
+    _, want, _ = step(eager, batch, stacked, 0.375)
+    assert (pha.float() - want.float()).abs().max().item() < 2e-3
+    # Rows of a batch are the streams alone, up to fp16 rounding: cuDNN picks other
+    # kernels for another batch size (measured on an H100: 1/256 at most).
     _, alone_carried, _ = step(eager, srcs[1], state, 0.375)
     _, alone_new, _ = step(eager, srcs[2], EMPTY_STATE, 0.375)
-    assert (pha[0:1].float() - alone_carried.float()).abs().max().item() < 2e-3
-    assert (pha[1:2].float() - alone_new.float()).abs().max().item() < 2e-3
+    assert (pha[0:1].float() - alone_carried.float()).abs().max().item() < 1e-2
+    assert (pha[1:2].float() - alone_new.float()).abs().max().item() < 1e-2
 
 
 @cuda
