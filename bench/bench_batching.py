@@ -117,10 +117,11 @@ def run_case(runtime: MattingRuntime, frames, n: int, mode: str, args) -> dict:
         batcher.close()
     lat = np.concatenate([r["latencies"] for r in results])
     per_stream_fps = [r["frames"] / args.seconds for r in results]
-    p95 = float(np.percentile(lat, 95))
+    # no frame finished inside the measured window: the case is far beyond this machine
+    p50, p95 = np.percentile(lat, [50, 95]) if lat.size else (float("inf"), float("inf"))
     row = {"sessions": n, "mode": mode, "total_fps": round(sum(per_stream_fps), 2),
            "per_stream_fps_min": round(min(per_stream_fps), 2),
-           "latency_ms_p50": round(float(np.percentile(lat, 50)), 1), "latency_ms_p95": round(p95, 1),
+           "latency_ms_p50": round(float(p50), 1), "latency_ms_p95": round(float(p95), 1),
            "skipped_frames": sum(r["skipped"] for r in results)}
     if batcher:
         row["mean_batch"] = round(batcher.stats.mean_batch, 2)

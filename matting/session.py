@@ -54,22 +54,21 @@ def to_device(rgb: np.ndarray, device: torch.device) -> Tensor:
 def to_host(fgr: Tensor, pha: Tensor) -> MatteResult:
     """The first frame of ``fgr`` [B, 3, H, W] and ``pha`` [B, 1, H, W] as float32 numpy.
 
-    From a GPU, one copy in the network's own dtype (fp16: half the bytes of float32)
-    into pinned memory, widened on the CPU. With many streams per GPU the copies, not
-    the network, set the pace (bench/README.md, "many sessions on one GPU").
+    From a GPU: widened and laid out on the GPU, then copied into pinned memory that the
+    numpy arrays keep (no second copy on the CPU). With many streams per GPU the copies,
+    not the network, set the pace (bench/README.md, "many sessions on one GPU").
     """
+    alpha = pha[0, 0].float()
+    foreground = fgr[0].permute(1, 2, 0).float().contiguous()
     if fgr.device.type != "cuda":
-        return MatteResult(alpha=pha[0, 0].float().numpy(),
-                           foreground=fgr[0].permute(1, 2, 0).float().contiguous().numpy())
-    packed = torch.cat([fgr[0], pha[0]]).permute(1, 2, 0).contiguous()  # HxWx4
-    host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
-    host.copy_(packed, non_blocking=True)
+        return MatteResult(alpha=alpha.numpy(), foreground=foreground.numpy())
+    host = [torch.empty(t.shape, dtype=torch.float32, pin_memory=True) for t in (alpha, foreground)]
+    for dst, src in zip(host, (alpha, foreground)):
+        dst.copy_(src, non_blocking=True)
     done = torch.cuda.Event()
     done.record(torch.cuda.current_stream(fgr.device))
-    done.synchronize()  # this frame's copy only, not what other sessions queued since
-    dense = torch.contiguous_format
-    return MatteResult(alpha=host[..., 3].to(torch.float32, memory_format=dense).numpy(),
-                       foreground=host[..., :3].to(torch.float32, memory_format=dense).numpy())
+    done.synchronize()  # this frame's copies only, not what other sessions queued since
+    return MatteResult(alpha=host[0].numpy(), foreground=host[1].numpy())
 
 
 class VideoMattingSession:

@@ -72,8 +72,11 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     ])
     if config.ice_addresses:
         ice.use_host_addresses(config.ice_addresses.split(","))
-    ctx = AppContext(config=config, runtime=runtime or MattingRuntime(config.model.runtime_config()),
-                     inference=ThreadPoolExecutor(config.model.inference_workers, thread_name_prefix="inference"),
+    runtime = runtime or MattingRuntime(config.model.runtime_config())
+    # a batch fills only when that many frames are in flight at once
+    workers = config.model.inference_workers or runtime.batch_max
+    ctx = AppContext(config=config, runtime=runtime,
+                     inference=ThreadPoolExecutor(workers, thread_name_prefix="inference"),
                      openapi=openapi.base_spec(VERSION))
     app[CONTEXT] = ctx
     app.on_startup.append(_warm_up)

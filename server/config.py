@@ -26,19 +26,22 @@ class ModelConfig:
                            "else torch), torch or onnxruntime (CPU fp32 only)",
                            choices=("auto", "torch", "onnxruntime"))
     download: bool = setting(True, "ABRAR_DOWNLOAD", "download missing weights at start-up")
-    inference_workers: int = setting(1, "ABRAR_INFERENCE_WORKERS",
-                                     "threads running live/RTSP inference (more only helps on a GPU)")
-    batch_max: int = setting(1, "ABRAR_BATCH_MAX",
+    inference_workers: int = setting(0, "ABRAR_INFERENCE_WORKERS",
+                                     "threads running live/RTSP inference (0 = auto: one per batch slot, "
+                                     "so 16 on a GPU and 1 on a CPU)")
+    batch_max: int = setting(0, "ABRAR_BATCH_MAX",
                              "batch frames of up to this many live/RTSP streams of one size into one RVM pass "
-                             "(1 = off; for GPUs, with ABRAR_INFERENCE_WORKERS at least this)")
+                             "(0 = auto: 16 on a GPU, off on a CPU; 1 = off)")
     batch_window_ms: float = setting(5.0, "ABRAR_BATCH_WINDOW_MS",
                                      "longest a frame waits for others to join its batch")
     cuda_graphs: bool = setting(True, "ABRAR_CUDA_GRAPHS",
                                 "replay RVM from CUDA graphs on a GPU (one capture per frame size and ratio)")
 
     def __post_init__(self):
-        if self.batch_max < 1:
-            raise ValueError(f"ABRAR_BATCH_MAX must be at least 1, not {self.batch_max}")
+        if self.batch_max < 0:
+            raise ValueError(f"ABRAR_BATCH_MAX must be 0 (auto) or more, not {self.batch_max}")
+        if self.inference_workers < 0:
+            raise ValueError(f"ABRAR_INFERENCE_WORKERS must be 0 (auto) or more, not {self.inference_workers}")
         if self.batch_window_ms < 0:
             raise ValueError(f"ABRAR_BATCH_WINDOW_MS must not be negative, not {self.batch_window_ms}")
 

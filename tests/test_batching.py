@@ -174,7 +174,27 @@ def test_runtime_hands_every_session_the_same_batcher():
         assert runtime.new_session().batcher is None  # file jobs: nobody to batch with
     finally:
         runtime.batcher().close()
-    assert MattingRuntime(RuntimeConfig(device="cpu", download=False)).batcher() is None
+    auto = MattingRuntime(RuntimeConfig(device="cpu", download=False))
+    assert auto.batch_max == 1 and auto.batcher() is None  # auto: off on a CPU
+
+
+def test_server_sizes_its_inference_pool_to_the_batch():
+    from server.app import CONTEXT, create_app
+    from server.config import ModelConfig, ServerConfig
+
+    def workers(**model) -> int:
+        config = ServerConfig(model=ModelConfig(device="cpu", download=False, **model))
+        app = create_app(config)
+        try:
+            return app[CONTEXT].inference._max_workers
+        finally:
+            app[CONTEXT].inference.shutdown()
+
+    assert workers() == 1  # auto on a CPU: no batching, one worker
+    assert workers(batch_max=4) == 4  # a batch of 4 needs 4 frames in flight
+    assert workers(batch_max=4, inference_workers=2) == 2
+    with pytest.raises(ValueError, match="ABRAR_BATCH_MAX"):
+        ModelConfig(batch_max=-1)
 
 
 async def test_live_pipelines_share_the_batcher_when_batching_is_on(clip, tmp_path):
