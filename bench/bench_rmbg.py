@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="auto", help="auto | fp32 | fp16")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (CPU)")
+    parser.add_argument("--threads", type=int, help="torch and ONNX Runtime intra-op threads (CPU)")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                        help="onnxruntime: the server's CPU default (ABRAR_BACKEND=auto)")
     parser.add_argument("--weights", type=Path, help="checkpoint; default: the resolver's")
     parser.add_argument("--image", type=Path, default=PHOTO, help="photo for the end-to-end cutout")
     args = parser.parse_args(argv)
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     path = weights.resolve("rmbg", args.weights, download=False)
     start = time.perf_counter()
     model = load_rmbg(path, device=choice.device, dtype=choice.dtype)
+    if args.backend == "onnxruntime":
+        from matting.rmbg.onnx_backend import OnnxRMBG
+
+        model = OnnxRMBG(model, threads=args.threads)  # the export is part of the load time
     load_s = time.perf_counter() - start
 
     with Image.open(args.image) as im:
@@ -74,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "model": "rmbg-1.4 (IS-Net)",
         "weights": path.name,
+        "backend": args.backend,
         "device": str(choice.device),
         "dtype": str(choice.dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),

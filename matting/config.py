@@ -15,7 +15,7 @@ class RuntimeConfig:
     # checkpoint's refiner is untrained (as in re-exported weights)
     refiner: str = "auto"         # auto | deep_guided_filter | fast_guided_filter
     threads: int | None = None    # intra-op threads on the CPU (torch and ONNX Runtime); None = cores
-    # RVM's encoder/decoder in torch, or in ONNX Runtime (CPU fp32 only; faster there),
+    # RVM and RMBG in torch, or in ONNX Runtime (CPU fp32 only; faster there),
     # or auto: onnxruntime on a CPU when the onnx and onnxruntime packages are installed
     backend: str = "torch"        # torch | onnxruntime | auto
     # Cross-session batching (matting.batching): frames of up to batch_max streams of one

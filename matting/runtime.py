@@ -86,7 +86,13 @@ class MattingRuntime:
                 from matting.rmbg import load_rmbg
 
                 path = weights.resolve("rmbg", self.config.rmbg_weights, download=self.config.download)
-                self._rmbg = load_rmbg(path, device=self.device, dtype=self.dtype)
+                model = load_rmbg(path, device=self.device, dtype=self.dtype)
+                if self.backend == "onnxruntime":
+                    from matting.rmbg.onnx_backend import OnnxRMBG
+
+                    model = OnnxRMBG(model, threads=self.config.threads)
+                log.info("RMBG backend: %s", self.backend)
+                self._rmbg = model
             return self._rmbg
 
     @property

@@ -22,7 +22,7 @@ class ModelConfig:
                            choices=("auto", "deep_guided_filter", "fast_guided_filter"))
     threads: int | None = setting(None, "ABRAR_THREADS", "CPU threads for torch and ONNX Runtime (default: all cores)")
     backend: str = setting("auto", "ABRAR_BACKEND",
-                           "RVM backend: auto (ONNX Runtime on a CPU when onnx and onnxruntime are installed, "
+                           "RVM and RMBG backend: auto (ONNX Runtime on a CPU when onnx and onnxruntime are installed, "
                            "else torch), torch or onnxruntime (CPU fp32 only)",
                            choices=("auto", "torch", "onnxruntime"))
     download: bool = setting(True, "ABRAR_DOWNLOAD", "download missing weights at start-up")

@@ -191,3 +191,21 @@ def test_cuda_fp16_matches_cpu(checkpoint, media, quality):
 def test_rejects_non_rgb_uint8(bad):
     with pytest.raises(ValueError, match="needs a uint8 HxWx3 RGB array"):
         cutout_alpha(torch.nn.Conv2d(3, 1, 1), bad)
+
+
+def test_onnx_runtime_backend_gives_the_same_cutout(model, media):
+    """The CPU default (ABRAR_BACKEND=auto) runs RMBG in ONNX Runtime: same alpha as torch."""
+    pytest.importorskip("onnxruntime")
+    from matting.rmbg.onnx_backend import OnnxRMBG
+
+    rgb = load_rgb(media / "images" / "p3m_0a78cf02.png")
+    truth = load_alpha(media / "alpha" / "p3m_0a78cf02.png")
+    onnx_model = OnnxRMBG(model, threads=2)
+    assert not any(p.numel() for p in onnx_model.parameters())  # torch weights not kept
+    want, got = cutout_alpha(model, rgb), cutout_alpha(onnx_model, rgb)
+    assert got.dtype == np.float32 and got.shape == rgb.shape[:2]
+    assert float(np.abs(got - want).max()) < 1e-4
+    assert abs(mad(got, truth) - mad(want, truth)) < 0.01
+    assert mad(got, truth) < MAD_LIMITS["p3m_0a78cf02"]
+    with pytest.raises(ValueError, match="CPU float32"):
+        onnx_model(torch.zeros(1, 3, 8, 8, dtype=torch.float64))

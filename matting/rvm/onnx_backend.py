@@ -9,26 +9,18 @@ no refiner). Exporting takes a second or two.
 """
 from __future__ import annotations
 
-import io
-import os
 import threading
-import warnings
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from matting.onnx_runtime import OPSET, ort_session, to_onnx
 from matting.rvm.network import MattingNetwork, downsample
 
 STATE_NAMES = ("r1", "r2", "r3", "r4")
 # GRU channels and stride (relative to the network input) of r1..r4.
 STATE_LAYOUT = ((16, 2), (20, 4), (40, 8), (64, 16))
-OPSET = 17
-INSTALL = "pip install onnx onnxruntime"
-
-
-class OnnxUnavailable(RuntimeError):
-    """ONNX export or ONNX Runtime is not installed; the message says what to install."""
 
 
 def state_shapes(batch: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
@@ -64,10 +56,6 @@ GRAPHS = {"refined": _Refined, "plain": _Plain}
 def export(net: MattingNetwork, graph: str, opset: int = OPSET) -> bytes:
     """The ONNX bytes of ``graph`` (``refined`` or ``plain``), float32, with dynamic batch
     and spatial dimensions."""
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-    except ImportError as exc:
-        raise OnnxUnavailable(f"the onnxruntime backend needs the 'onnx' package: {INSTALL}") from exc
     net = net.float().cpu().eval()
     src = torch.rand(1, 3, 96, 128)
     inputs = {"src": src}
@@ -79,34 +67,7 @@ def export(net: MattingNetwork, graph: str, opset: int = OPSET) -> bytes:
     # Every tensor its own height/width names: they differ (r1 is half of small, ...), and
     # ONNX Runtime may share buffers between dimensions of the same name.
     dynamic = {name: {0: "batch", 2: f"{name}_height", 3: f"{name}_width"} for name in [*inputs, *outputs]}
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # The legacy (TorchScript) exporter is deprecated but needs no onnxscript and traces
-        # this graph exactly; its tracer warnings are about shape checks.
-        warnings.simplefilter("ignore")
-        # eval(): the exporter restores the wrapper's train/eval mode afterwards, recursively,
-        # and a network left in training mode would update its BatchNorm statistics.
-        torch.onnx.export(GRAPHS[graph](net).eval(), tuple(inputs.values()), buffer, dynamo=False,
-                          opset_version=opset, input_names=list(inputs), output_names=outputs,
-                          dynamic_axes=dynamic)
-    return buffer.getvalue()
-
-
-def ort_session(model: bytes, threads: int | None = None):
-    """An ONNX Runtime CPU session for ``model`` (bytes) with ``threads`` intra-op threads
-    (None: one per core). Idle threads sleep rather than spin, so that they do not take
-    the cores that decoding, compositing and encoding need."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise OnnxUnavailable(f"the onnxruntime backend needs 'onnxruntime': {INSTALL}") from exc
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return to_onnx(GRAPHS[graph](net), inputs, outputs, dynamic, opset)
 
 
 class OnnxMattingNetwork(nn.Module):
