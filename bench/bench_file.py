@@ -33,6 +33,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="auto", help="auto | fp32 | fp16")
     p.add_argument("--frames", type=int, default=30, help="frames per case (from the start of the clip)")
+    p.add_argument("--backend", default="auto", help="auto (the server's: ONNX Runtime on a CPU) | torch | onnxruntime")
     p.add_argument("--background", default="transparent", help="transparent (VP9 alpha WebM) or a colour (MP4)")
     p.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated, of {', '.join(SIZES)}")
     p.add_argument("--run", type=Path, default=None, help=argparse.SUPPRESS)  # child: one case
@@ -63,7 +64,7 @@ def run_case(args: argparse.Namespace) -> dict:
     from matting.runtime import MattingRuntime, RuntimeConfig
     from matting.video_file import VideoOptions, matte_video_file, probe_video
 
-    runtime = MattingRuntime(RuntimeConfig(device=args.device, precision=args.precision))
+    runtime = MattingRuntime(RuntimeConfig(device=args.device, precision=args.precision, backend=args.backend))
     info = probe_video(args.run)
     t0 = time.perf_counter()
     runtime.video_model()
@@ -83,7 +84,7 @@ def run_case(args: argparse.Namespace) -> dict:
         "output": {"container": suffix[1:], "bytes": out.stat().st_size, "alpha": result.has_alpha},
         "model_load_s": round(load_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "device": str(runtime.device), "dtype": str(runtime.dtype).removeprefix("torch."),
+        "device": str(runtime.device), "dtype": str(runtime.dtype).removeprefix("torch."), "backend": runtime.backend,
     }
 
 
@@ -101,7 +102,7 @@ def main() -> None:
             src = make_input(Path(tmp) / f"in_{name}.mp4", args.frames, SIZES[name])
             child = subprocess.run(
                 [sys.executable, __file__, "--run", str(src), "--device", args.device,
-                 "--precision", args.precision, "--background", args.background],
+                 "--precision", args.precision, "--backend", args.backend, "--background", args.background],
                 cwd=REPO, capture_output=True, text=True, check=False)
             if child.returncode:
                 sys.exit(f"case {name} failed:\n{child.stderr}")
