@@ -87,10 +87,10 @@ def stream(session: VideoMattingSession, frames: list[np.ndarray], offset: int, 
 
 def warm_batches(model, frames, n: int, ratio: float) -> None:
     """Run every batch size up to n once, so that no CUDA graph capture lands in a timed frame."""
-    from matting.session import EMPTY_STATE, VideoMattingSession, step
+    from matting.session import EMPTY_STATE, network_input, step
 
-    one = VideoMattingSession(model, ratio)
-    src = torch.from_numpy(frames[0]).to(one.device).permute(2, 0, 1)[None].to(one.dtype).div_(255)
+    weight = next(model.parameters())
+    src = network_input(frames[0], weight.device, weight.dtype)
     for b in range(1, n + 1):
         step(model, src.expand(b, -1, -1, -1).contiguous(), EMPTY_STATE, ratio)
 

@@ -109,7 +109,9 @@ def time_end_to_end(net, frames, ratio: float, warmup: int, timed: int) -> dict:
 
 
 def to_device(frames, device, dtype) -> list[torch.Tensor]:
-    return [torch.from_numpy(f).to(device).permute(2, 0, 1)[None].to(dtype).div_(255) for f in frames]
+    from matting.session import network_input
+
+    return [network_input(f, device, dtype) for f in frames]
 
 
 def time_network(net, srcs: list[torch.Tensor], ratio: float, warmup: int, timed: int) -> dict:

@@ -42,13 +42,14 @@ def step(model: nn.Module, src: Tensor, state: RecurrentState, downsample_ratio:
     return fgr, pha, tuple(rec)
 
 
-def to_device(rgb: np.ndarray, device: torch.device) -> Tensor:
-    """A uint8 HxWx3 frame on ``device``; to a GPU through pinned memory, which copies
-    several times faster than pageable memory and does not block other streams' work."""
-    src = torch.from_numpy(rgb)
-    if device.type != "cuda":
-        return src
-    return src.pin_memory().to(device, non_blocking=True)
+def network_input(rgb: np.ndarray, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """A uint8 HxWx3 RGB frame as the network takes it: [1, 3, H, W] in [0, 1], on
+    ``device`` in ``dtype``. To a GPU through pinned memory, which copies several times
+    faster than pageable memory and does not block other streams' work."""
+    src = torch.from_numpy(np.require(rgb, requirements=("C", "W")))
+    if device.type == "cuda":
+        src = src.pin_memory().to(device, non_blocking=True)
+    return src.permute(2, 0, 1).unsqueeze(0).to(dtype).div_(255)
 
 
 def to_host(fgr: Tensor, pha: Tensor) -> MatteResult:
@@ -117,8 +118,7 @@ class VideoMattingSession:
         if size != self._size or ratio != self._ratio:
             self.reset()  # the state's shapes follow the network input's size
             self._size, self._ratio = size, ratio
-        src = to_device(np.require(rgb, requirements=("C", "W")), self.device)
-        src = src.permute(2, 0, 1).unsqueeze(0).to(self.dtype).div_(255)
+        src = network_input(rgb, self.device, self.dtype)
         if self.batcher is not None:
             fgr, pha, self.state = self.batcher.step(src, self.state, ratio)
         else:

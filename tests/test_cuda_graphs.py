@@ -23,13 +23,15 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 def frames(count: int, size: tuple[int, int] = (640, 360)) -> list[torch.Tensor]:
     import cv2
 
+    from matting.session import network_input
+
     capture = cv2.VideoCapture(str(VIDEO))
     out = []
     while len(out) < count:
         ok, bgr = capture.read()
         assert ok, f"could not read {VIDEO}"
         rgb = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
-        out.append(torch.from_numpy(rgb).permute(2, 0, 1)[None].cuda().half().div_(255))
+        out.append(network_input(rgb, torch.device("cuda"), torch.float16))
     capture.release()
     return out
 

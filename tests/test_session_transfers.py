@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from matting.session import to_device, to_host
+from matting.session import network_input, to_host
 
 
 def devices() -> list[str]:
@@ -33,11 +33,15 @@ def test_to_host_gives_the_first_frame_exactly(device, dtype):
 
 
 @pytest.mark.parametrize("device", devices())
-def test_to_device_keeps_the_frame(device):
+def test_network_input_keeps_the_frame(device):
     rgb = np.random.default_rng(2).integers(0, 256, (31, 47, 3), dtype=np.uint8)
-    src = to_device(rgb, torch.device(device))
-    assert src.device.type == device and src.dtype == torch.uint8
-    np.testing.assert_array_equal(src.cpu().numpy(), rgb)
+    src = network_input(rgb, torch.device(device), torch.float32)
+    assert src.device.type == device and src.dtype == torch.float32 and src.shape == (1, 3, 31, 47)
+    want = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    torch.testing.assert_close(src.cpu(), want, rtol=0, atol=0)
+    # a strided view (e.g. a crop) is made contiguous, not rejected
+    crop = network_input(rgb[:, 5:20], torch.device(device), torch.float32)
+    torch.testing.assert_close(crop.cpu(), want[..., 5:20], rtol=0, atol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
