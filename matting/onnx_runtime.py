@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 
 import torch
@@ -15,6 +16,9 @@ from torch import nn
 
 OPSET = 17
 INSTALL = "pip install onnx onnxruntime"
+# torch's exporter keeps tracing state that two threads must not share (the live and
+# heavy lanes load their models at the same time at start-up).
+_EXPORT_LOCK = threading.Lock()
 
 
 class OnnxUnavailable(RuntimeError):
@@ -29,7 +33,7 @@ def to_onnx(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: list[st
     except ImportError as exc:
         raise OnnxUnavailable(f"the onnxruntime backend needs the 'onnx' package: {INSTALL}") from exc
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with _EXPORT_LOCK, warnings.catch_warnings():
         # The legacy (TorchScript) exporter is deprecated but needs no onnxscript and traces
         # these graphs exactly; its tracer warnings are about shape checks.
         warnings.simplefilter("ignore")

@@ -103,6 +103,11 @@ class VideoMattingSession:
         self.state = EMPTY_STATE
         self._size = None
 
+    @property
+    def last_ratio(self) -> float | None:
+        """The downsample ratio the last frame ran at."""
+        return self._ratio
+
     def ratio_for(self, height: int, width: int) -> float:
         if self.adaptive is not None:
             return self.adaptive.ratio_for(height, width)

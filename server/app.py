@@ -10,11 +10,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matting.runtime import MattingRuntime
-from server import ice, jobs, live, openapi, streams
+from server import ice, jobs, lanes, live, openapi, streams
+from server.capacity import Capacity, default_target_fps
 from server.config import ServerConfig
 from server.context import CONTEXT, AppContext, context
 from server.errors import error_middleware
 from server.middleware import auth_middleware, cors_middleware
+from server.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,12 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": VERSION, "device": ctx.runtime.choice.describe()})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    ready, body = context(request).readiness.report()
+    return web.json_response(body, status=200 if ready else 503,
+                             headers=None if ready else {"Retry-After": "5"})
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(context(request).metrics)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -37,31 +45,46 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 CORE_PATHS = {
-    "/healthz": {"get": {"summary": "Liveness and device", "tags": ["server"],
+    "/healthz": {"get": {"summary": "Liveness and device (cheap: says nothing about the models)",
+                         "tags": ["server"],
                          "responses": {"200": {"description": "Server is up",
                                                "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    "/readyz": {"get": {"summary": "Readiness: models loaded, workers alive", "tags": ["server"],
+                        "responses": {
+                            "200": {"description": "Ready", "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/Readiness"}}}},
+                            "503": {"description": "Not ready: a model is loading or missing (which file to put "
+                                                   "where), or a worker died; Retry-After set",
+                                    "content": {"application/json": {
+                                        "schema": {"$ref": "#/components/schemas/Readiness"}}}}}}},
     "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["server"],
                          "responses": {"200": {"description": "Prometheus text format",
                                                "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
 }
 
+CORE_SCHEMAS = {
+    "Readiness": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "not_ready"]},
+            "models": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                "state": {"type": "string", "enum": ["waiting", "loading", "ready", "missing", "failed", "lazy"]},
+                "detail": {"type": "string", "description": "why it is missing or failed: which file to put where"},
+            }}},
+            "problems": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
 
-async def _warm_up(app: web.Application) -> None:
-    """Load RVM (resolving or downloading its weights) while the server starts listening,
-    so the first live frame does not wait for it; problems are logged, not fatal."""
+
+async def _start_warm_up(app: web.Application) -> None:
+    warm_up(app[CONTEXT], asyncio.get_running_loop())
+
+
+async def _shutdown_lanes(app: web.Application) -> None:
     ctx = app[CONTEXT]
-
-    def load() -> None:
-        try:
-            ctx.runtime.video_model()
-        except Exception as exc:  # noqa: BLE001 - requests needing the model report it again
-            log.error("RVM not loaded at start-up: %s", exc)
-
-    asyncio.get_running_loop().run_in_executor(ctx.inference, load)
-
-
-async def _shutdown_inference(app: web.Application) -> None:
-    app[CONTEXT].inference.shutdown(wait=True, cancel_futures=True)
+    ctx.heavy.shutdown(wait=False, cancel_futures=True)
+    ctx.inference.shutdown(wait=True, cancel_futures=True)
 
 
 def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> web.Application:
@@ -75,18 +98,22 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     runtime = runtime or MattingRuntime(config.model.runtime_config())
     # a batch fills only when that many frames are in flight at once
     workers = config.model.inference_workers or runtime.batch_max
+    target_fps = config.live.target_fps or default_target_fps(runtime.device.type)
     ctx = AppContext(config=config, runtime=runtime,
                      inference=ThreadPoolExecutor(workers, thread_name_prefix="inference"),
+                     heavy=lanes.heavy_pool(config.model.heavy_workers, "heavy"),
+                     capacity=Capacity(target_fps, workers, ceiling=config.live.max_sessions or None),
                      openapi=openapi.base_spec(VERSION))
     app[CONTEXT] = ctx
-    app.on_startup.append(_warm_up)
-    app.on_cleanup.append(_shutdown_inference)
+    app.on_startup.append(_start_warm_up)
+    app.on_cleanup.append(_shutdown_lanes)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", index)
     app.router.add_static("/static", STATIC_DIR)
     openapi.setup(app)
-    openapi.register(app, CORE_PATHS)
+    openapi.register(app, CORE_PATHS, CORE_SCHEMAS)
     jobs.setup(app)
     live.setup(app)
     streams.setup(app)

@@ -1,7 +1,9 @@
 """Request bodies shared by the live and stream routes: JSON objects, SDP offers, uploads."""
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -54,3 +56,20 @@ async def file_part(request: web.Request, name: str, limit: int) -> bytes:
         why = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         raise ApiError(400, f"malformed multipart body: {why}") from None
     raise ApiError(400, f"multipart body has no '{name}' file")
+
+
+def check_pixels(source: Path | bytes, max_pixels: int) -> None:
+    """413 for an image whose header declares more than ``max_pixels`` pixels (reads the
+    header only, so a decompression bomb is refused before any pixel is decoded)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            w, h = im.size
+    except Image.DecompressionBombError:
+        raise ApiError(413, f"image has more than the limit of {max_pixels} pixels") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken headers
+        raise ApiError(400, f"cannot read the image: {exc}") from None
+    if w * h > max_pixels:
+        raise ApiError(413, f"image is {w}x{h} = {w * h} pixels, more than the limit of {max_pixels} "
+                            "(ABRAR_MAX_IMAGE_PIXELS)")

@@ -25,6 +25,15 @@ class ModelConfig:
                            "RVM and RMBG backend: auto (ONNX Runtime on a CPU when onnx and onnxruntime are installed, "
                            "else torch), torch or onnxruntime (CPU fp32 only)",
                            choices=("auto", "torch", "onnxruntime"))
+    heavy_threads: int = setting(0, "ABRAR_HEAVY_THREADS",
+                                 "ONNX Runtime threads of each heavy-lane model (RMBG snapshots and uploads, "
+                                 "video jobs), so live frames keep a core (0 = auto: cores - 1, at least 1)")
+    heavy_workers: int = setting(2, "ABRAR_HEAVY_WORKERS",
+                                 "snapshots and background-image decodes run at once in the heavy lane, "
+                                 "below live frames' priority")
+    preload: bool = setting(True, "ABRAR_PRELOAD_MODELS",
+                            "load RVM and RMBG (and their ONNX exports) at start-up in the background; "
+                            "false: load each on first use (/readyz then does not wait for them)")
     download: bool = setting(True, "ABRAR_DOWNLOAD", "download missing weights at start-up")
     inference_workers: int = setting(0, "ABRAR_INFERENCE_WORKERS",
                                      "threads running live/RTSP inference (0 = auto: one per batch slot, "
@@ -40,6 +49,10 @@ class ModelConfig:
     def __post_init__(self):
         if self.batch_max < 0:
             raise ValueError(f"ABRAR_BATCH_MAX must be 0 (auto) or more, not {self.batch_max}")
+        if self.heavy_threads < 0:
+            raise ValueError(f"ABRAR_HEAVY_THREADS must be 0 (auto) or more, not {self.heavy_threads}")
+        if self.heavy_workers < 1:
+            raise ValueError(f"ABRAR_HEAVY_WORKERS must be at least 1, not {self.heavy_workers}")
         if self.inference_workers < 0:
             raise ValueError(f"ABRAR_INFERENCE_WORKERS must be 0 (auto) or more, not {self.inference_workers}")
         if self.batch_window_ms < 0:
@@ -48,7 +61,7 @@ class ModelConfig:
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(device=self.device, precision=self.precision, rvm_weights=self.rvm_weights,
                              rmbg_weights=self.rmbg_weights, refiner=self.refiner, threads=self.threads,
-                             download=self.download, backend=self.backend, batch_max=self.batch_max,
+                             heavy_threads=self.heavy_threads or None, download=self.download, backend=self.backend, batch_max=self.batch_max,
                              batch_window_ms=self.batch_window_ms, cuda_graphs=self.cuda_graphs)
 
 

@@ -9,16 +9,25 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from matting.runtime import MattingRuntime
+from server.capacity import Capacity
 from server.config import ServerConfig
+from server.readiness import Readiness
 
 
 @dataclass
 class AppContext:
     config: ServerConfig
     runtime: MattingRuntime
-    # Live sessions and RTSP streams run inference here, off the event loop; a small
-    # pool so that concurrent streams queue for the device instead of thrashing it.
+    # The live lane: live sessions and RTSP streams run inference here, off the event
+    # loop; a small pool so that concurrent streams queue for the device instead of
+    # thrashing it. Nothing else runs here (server.lanes).
     inference: ThreadPoolExecutor
+    # The heavy lane for snapshots, background decoding and model loading (server.lanes);
+    # uploads and video jobs have heavy-lane pools of their own.
+    heavy: ThreadPoolExecutor
+    # Live streams admitted by what the live lane can keep at the target rate.
+    capacity: Capacity
+    readiness: Readiness = field(default_factory=Readiness)
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     openapi: dict[str, Any] = field(default_factory=dict)
 

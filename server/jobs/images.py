@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from aiohttp import web
 
+from server.bodies import check_pixels
 from server.context import context
 from server.errors import ApiError
 from server.jobs import params
@@ -79,7 +80,7 @@ def _cut_out(runtime, path: Path, background: str, fmt: str, max_pixels: int) ->
     from matting.images import ImageInputError, encode_jpeg, encode_png, load_image
     from matting.result import MatteResult
 
-    _check_pixels(path, max_pixels)
+    check_pixels(path, max_pixels)
     try:
         rgb = load_image(path, max_pixels=max_pixels)
     except ImageInputError as exc:
@@ -88,18 +89,3 @@ def _cut_out(runtime, path: Path, background: str, fmt: str, max_pixels: int) ->
     out = composite(rgb, MatteResult(alpha=alpha, foreground=rgb.astype(np.float32) / 255.0),
                     parse_background(background))
     return encode_png(out) if fmt == "png" else encode_jpeg(out)
-
-
-def _check_pixels(path: Path, max_pixels: int) -> None:
-    """413 for an image whose header declares more pixels than allowed (reads the header only)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except Image.DecompressionBombError:
-        raise ApiError(413, f"image has more than the limit of {max_pixels} pixels") from None
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken headers
-        raise ApiError(400, f"cannot read the image: {exc}") from None
-    if w * h > max_pixels:
-        raise ApiError(413, f"image is {w}x{h} = {w * h} pixels, more than the limit of {max_pixels}")

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from server import openapi
 from server.context import context
+from server.lanes import heavy_pool
 from server.jobs import images, routes, spec
 from server.jobs.config import JobsConfig
 from server.jobs.files import JobFiles
@@ -40,9 +41,10 @@ async def _lifecycle(app: web.Application):
     db = ThreadPoolExecutor(1, thread_name_prefix="jobs-db")
     runner = JobRunner(store, files, ctx.runtime, cfg, metrics, db)
     state = JobsState(config=cfg, files=files, store=store, runner=runner, metrics=metrics, db=db,
-                      images=ThreadPoolExecutor(max(1, cfg.image_workers), thread_name_prefix="remove-bg"))
+                      images=heavy_pool(cfg.image_workers, "remove-bg"))
     app[JOBS] = state
     runner.start()
+    ctx.readiness.add_check(runner.problems)
     cleanup = asyncio.create_task(_expire_loop(state), name="jobs-expiry")
     yield
     cleanup.cancel()

@@ -6,10 +6,11 @@ import functools
 import logging
 import threading
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from matting.runtime import MattingRuntime
+from server.lanes import heavy_pool
 from server.jobs.config import JobsConfig
 from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
@@ -43,7 +44,8 @@ class JobRunner:
         self.config = config
         self.metrics = metrics
         self._db = db
-        self._pool = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="video-job")
+        # the heavy lane: below live frames' priority, with the heavy lane's RVM
+        self._pool = heavy_pool(config.workers, "video-job")
         self._running: dict[str, _Running] = {}
         # Cancels for jobs the database already shows running but whose worker has
         # not registered them yet (a DELETE racing the claim).
@@ -58,6 +60,13 @@ class JobRunner:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def problems(self) -> list[str]:
+        """For /readyz: a worker task that ended while the server is not stopping."""
+        if self._stopping:
+            return []
+        dead = [t for t in self._tasks if t.done()]
+        return [f"video-job worker {t.get_name()} died" for t in dead]
 
     def cancel(self, job_id: str) -> bool:
         """Ask a running job to stop; it turns 'cancelled' within a frame or so."""
@@ -134,7 +143,7 @@ class JobRunner:
                 background=parse_background(opts["background_type"]), crf=opts.get("crf"),
                 bitrate=opts.get("bitrate"), keep_audio=opts.get("keep_audio", True),
                 downsample_ratio=opts.get("downsample_ratio"))
-            session = self.runtime.new_session(downsample_ratio=opts.get("downsample_ratio"))
+            session = self.runtime.new_session(downsample_ratio=opts.get("downsample_ratio"), heavy=True)
             matte_video_file(src, dst, session, options, progress=progress, cancel=running.cancel)
         except Exception as exc:  # any failure becomes the job's error text
             if not running.cancel.is_set():

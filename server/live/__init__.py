@@ -25,7 +25,8 @@ def setup(app: web.Application) -> None:
         parse_client_background(ctx.config.live.default_background)
     except ValueError as exc:
         raise ValueError(f"ABRAR_LIVE_BACKGROUND: {exc}") from None
-    sessions = LiveSessions(ctx.config.live, ctx.runtime, ctx.inference, ctx.config.recordings_dir)
+    sessions = LiveSessions(ctx.config.live, ctx.runtime, ctx.inference, ctx.config.recordings_dir,
+                            capacity=ctx.capacity, heavy_executor=ctx.heavy)
     app[LIVE] = sessions
     ctx.metrics.register(LiveCollector(sessions))
     add_routes(app)

@@ -1,13 +1,15 @@
 """Backgrounds chosen by clients: specs from JSON or the data channel, images from uploads."""
 from __future__ import annotations
 
+import asyncio
 import re
 
 from aiohttp import web
 
 from matting.compositing import NAMED_COLORS, Background, parse_background
 from matting.images import ImageInputError, load_image
-from server.bodies import file_part, json_body
+from server.bodies import check_pixels, file_part, json_body
+from server.context import context
 from server.errors import ApiError
 
 CLIENT_SPECS = f"transparent, {', '.join(NAMED_COLORS)}, #rrggbb, blur or blur:N (1-100)"
@@ -27,20 +29,27 @@ def parse_client_background(spec: object) -> Background:
     return parse_background(spec)
 
 
-def image_background(data: bytes) -> Background:
-    """A background from uploaded image bytes; ValueError with a user-facing message."""
+def image_background(data: bytes, max_pixels: int) -> Background:
+    """A background from uploaded image bytes: 413 over ``max_pixels``, ValueError with a
+    user-facing message for anything else wrong. CPU work: run it off the event loop."""
+    check_pixels(data, max_pixels)
     try:
-        return Background("image", image=load_image(data))
+        return Background("image", image=load_image(data, max_pixels=max_pixels))
     except ImageInputError as exc:
         raise ValueError(f"background image: {exc}") from None
 
 
 async def background_from_request(request: web.Request, max_image_bytes: int) -> tuple[Background, str]:
     """A background change request: JSON ``{"background": spec}`` or a multipart ``image``
-    upload. Returns the background and the label to report."""
+    upload, decoded in the heavy lane with the ``ABRAR_MAX_IMAGE_PIXELS`` limit. Returns
+    the background and the label to report."""
     try:
         if request.content_type == "multipart/form-data":
-            return image_background(await file_part(request, "image", max_image_bytes)), "image"
+            data = await file_part(request, "image", max_image_bytes)
+            ctx = context(request)
+            background = await asyncio.get_running_loop().run_in_executor(
+                ctx.heavy, image_background, data, ctx.config.jobs.max_image_pixels)
+            return background, "image"
         label = (await json_body(request)).get("background")
         return parse_client_background(label), label
     except ValueError as exc:

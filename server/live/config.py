@@ -8,12 +8,18 @@ from server.settings import setting
 
 @dataclass(frozen=True)
 class LiveConfig:
-    max_sessions: int = setting(4, "ABRAR_LIVE_MAX_SESSIONS",
-                                "live WebRTC sessions at once; more are refused with 503")
-    idle_timeout_s: float = setting(30.0, "ABRAR_LIVE_IDLE_TIMEOUT",
-                                    "close a session after this many seconds without a video frame")
-    connect_timeout_s: float = setting(20.0, "ABRAR_LIVE_CONNECT_TIMEOUT",
-                                       "close a session whose peer has not connected within this many seconds")
+    target_fps: float = setting(0.0, "ABRAR_LIVE_TARGET_FPS",
+                                "admit a new live session or RTSP stream only while every admitted one can keep "
+                                "this rate at the smallest adaptive size; else 503 (0 = auto: 15 on a CPU, 30 on a GPU)")
+    max_sessions: int = setting(0, "ABRAR_LIVE_MAX_SESSIONS",
+                                "optional ceiling on live sessions and streams at once, on top of the capacity "
+                                "rule (0 = none)")
+    idle_timeout_s: float = setting(5.0, "ABRAR_LIVE_IDLE_TIMEOUT",
+                                    "close a session after this many seconds without a video frame "
+                                    "(a killed browser or a lost network), finalising its recording")
+    connect_timeout_s: float = setting(10.0, "ABRAR_LIVE_CONNECT_TIMEOUT",
+                                       "close a session whose peer has not connected within this many seconds, "
+                                       "so an offer that never connects stops holding capacity")
     default_background: str = setting("blur", "ABRAR_LIVE_BACKGROUND",
                                       "background of new sessions: transparent, green, #rrggbb, blur, blur:N")
     downsample_ratio: float | None = setting(None, "ABRAR_LIVE_DOWNSAMPLE_RATIO",
@@ -28,8 +34,10 @@ class LiveConfig:
 
     def __post_init__(self):
         problems = []
-        if self.max_sessions < 1:
-            problems.append(f"ABRAR_LIVE_MAX_SESSIONS must be at least 1, not {self.max_sessions}")
+        if self.max_sessions < 0:
+            problems.append(f"ABRAR_LIVE_MAX_SESSIONS must be 0 (no ceiling) or more, not {self.max_sessions}")
+        if self.target_fps < 0:
+            problems.append(f"ABRAR_LIVE_TARGET_FPS must be 0 (auto) or more, not {self.target_fps}")
         for env, value in (("ABRAR_LIVE_IDLE_TIMEOUT", self.idle_timeout_s),
                            ("ABRAR_LIVE_CONNECT_TIMEOUT", self.connect_timeout_s)):
             if not value > 0:

@@ -18,11 +18,27 @@ class LiveCollector(Collector):
     def collect(self):
         sessions = self._sessions.all()
         yield GaugeMetricFamily("abrar_live_sessions", "Open live WebRTC sessions", value=len(sessions))
-        yield GaugeMetricFamily("abrar_live_sessions_limit", "Most live sessions allowed at once",
-                                value=self._sessions.config.max_sessions)
+        capacity = self._sessions.capacity.report()
+        yield GaugeMetricFamily("abrar_live_target_fps", "Rate every admitted live stream must be able to keep",
+                                value=capacity.target_fps)
+        if capacity.frame_cost_ms is not None:
+            yield GaugeMetricFamily("abrar_live_frame_cost_seconds",
+                                    "Running per-frame cost in the live lane, at the adaptive floor",
+                                    value=capacity.frame_cost_ms / 1000.0)
+        if capacity.capacity is not None:
+            yield GaugeMetricFamily("abrar_live_capacity", "Live streams the live lane can keep at the target rate",
+                                    value=capacity.capacity)
+        if capacity.ceiling is not None:
+            yield GaugeMetricFamily("abrar_live_sessions_limit", "Configured ceiling on live streams",
+                                    value=capacity.ceiling)
+        yield GaugeMetricFamily("abrar_live_admitted", "Live sessions and streams holding a share of capacity",
+                                value=capacity.admitted)
+        if capacity.headroom is not None:
+            yield GaugeMetricFamily("abrar_live_headroom", "More live streams that would be admitted now",
+                                    value=capacity.headroom)
         yield CounterMetricFamily("abrar_live_sessions_closed", "Live sessions closed since start",
                                   value=self._sessions.closed_total)
-        yield CounterMetricFamily("abrar_live_sessions_rejected", "Offers refused at the session limit",
+        yield CounterMetricFamily("abrar_live_sessions_rejected", "Offers refused at capacity or the ceiling",
                                   value=self._sessions.rejected_total)
         fps = GaugeMetricFamily("abrar_live_session_fps", "Matted frames per second", labels=["session"])
         latency = GaugeMetricFamily("abrar_live_session_latency_seconds",

@@ -13,6 +13,7 @@ import asyncio
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 from matting.compositing import Background, composite, over_checkerboard, to_rgba
 from matting.images import encode_png
 from matting.runtime import MattingRuntime
+from matting.session import VideoMattingSession
+from server.capacity import FrameCost
 from server.live.recorder import Recorder
 
 
@@ -54,20 +57,26 @@ class LivePipeline:
 
     ``process`` must be awaited one frame at a time (recurrent state follows the
     frame order); the other methods may be called at any time from the event loop.
+    Frames run in ``executor`` (the live lane), snapshots in ``heavy_executor`` (the
+    heavy lane, so a cut-out never delays a frame); ``on_cost`` gets every frame's cost
+    in the lane (server.capacity).
     """
 
     def __init__(self, runtime: MattingRuntime, executor: Executor, background: Background, *,
                  recordings_dir: Path, name: str, downsample_ratio: float | None = None,
-                 matte_budget_ms: float | None = None, recording_fps: float = 30.0):
+                 matte_budget_ms: float | None = None, recording_fps: float = 30.0,
+                 heavy_executor: Executor | None = None, on_cost: Callable[[FrameCost], None] | None = None):
         self.name = _SAFE_NAME.sub("-", name).strip("-") or "stream"
         self._runtime = runtime
         self._executor = executor
+        self._heavy_executor = heavy_executor or executor
+        self._on_cost = on_cost
         self._background = background
         self._recordings_dir = recordings_dir
         self._downsample_ratio = downsample_ratio
         self._matte_budget_ms = matte_budget_ms or None  # without a fixed ratio: adapt it to this
         self._recording_fps = recording_fps
-        self._session = None          # made on the first frame, in the executor (model load is slow)
+        self._session: VideoMattingSession | None = None  # made on the first frame, in the lane
         self._size: tuple[int, int] | None = None
         self._reset_pending = False
         self._latest_rgb: np.ndarray | None = None
@@ -107,21 +116,30 @@ class LivePipeline:
 
     def _matte(self, frame: av.VideoFrame, background: Background, recorder: Recorder | None,
                received_at: float) -> np.ndarray:
+        lane_started = time.perf_counter()
         rgb = frame.to_ndarray(format="rgb24")
-        if self._session is None:
-            self._session = self._runtime.new_session(self._downsample_ratio, budget_ms=self._matte_budget_ms,
-                                                      batched=True)
+        session = self._session
+        if session is None:
+            session = self._session = self._runtime.new_session(self._downsample_ratio,
+                                                                 budget_ms=self._matte_budget_ms, batched=True)
         elif self._reset_pending:
-            self._session.reset()  # (the session itself resets on a new resolution)
+            session.reset()  # (the session itself resets on a new resolution)
         self._reset_pending = False
         self._size = (frame.width, frame.height)
-        matte = self._session.process(rgb)
+        network_started = time.perf_counter()
+        matte = session.process(rgb)
+        network_ms = (time.perf_counter() - network_started) * 1e3
         self._latest_rgb = rgb
         if recorder is not None:
             # The recording keeps the real alpha and foreground, not the composite.
             recorder.write_video(to_rgba(matte.foreground, matte.alpha), received_at)
         out = composite(rgb, matte, background)
-        return over_checkerboard(out) if out.shape[2] == 4 else out
+        out = over_checkerboard(out) if out.shape[2] == 4 else out
+        # (a session's first frames also pay for ONNX Runtime planning their shapes)
+        if self._on_cost is not None and session.frames_processed > 2 and session.last_ratio:
+            self._on_cost(FrameCost(total_ms=(time.perf_counter() - lane_started) * 1e3, network_ms=network_ms,
+                                    height=frame.height, width=frame.width, ratio=session.last_ratio))
+        return out
 
     def note_dropped(self, count: int = 1) -> None:
         """The producer skipped ``count`` stale frames."""
@@ -151,7 +169,7 @@ class LivePipeline:
         rgb = self._latest_rgb
         if rgb is None:
             raise NoFrameError("no frame has been processed yet")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._cutout_png, rgb)
+        return await asyncio.get_running_loop().run_in_executor(self._heavy_executor, self._cutout_png, rgb)
 
     def _cutout_png(self, rgb: np.ndarray) -> bytes:
         alpha = self._runtime.cutout(rgb)

@@ -33,8 +33,9 @@ async def offer(request: web.Request) -> web.Response:
 
 async def list_sessions(request: web.Request) -> web.Response:
     sessions = _sessions(request)
+    capacity = sessions.capacity.report()
     return web.json_response({"sessions": [s.describe() for s in sessions.all()],
-                              "limit": sessions.config.max_sessions})
+                              "limit": capacity.ceiling, "capacity": capacity.to_json()})
 
 
 async def get_session(request: web.Request) -> web.Response:

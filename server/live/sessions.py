@@ -15,6 +15,7 @@ from aiortc.rtcdatachannel import RTCDataChannel
 
 from matting.compositing import Background
 from matting.runtime import MattingRuntime
+from server.capacity import Capacity
 from server.errors import ApiError
 from server.live.backgrounds import parse_client_background
 from server.live.config import LiveConfig
@@ -61,10 +62,13 @@ class LiveSession:
 class LiveSessions:
     """Every live session of one server; the only place sessions are made or closed."""
 
-    def __init__(self, config: LiveConfig, runtime: MattingRuntime, executor: Executor, recordings_dir: Path):
+    def __init__(self, config: LiveConfig, runtime: MattingRuntime, executor: Executor, recordings_dir: Path, *,
+                 capacity: Capacity, heavy_executor: Executor | None = None):
         self.config = config
+        self.capacity = capacity
         self._runtime = runtime
         self._executor = executor
+        self._heavy_executor = heavy_executor
         self._recordings_dir = recordings_dir
         self._sessions: dict[str, LiveSession] = {}
         self._watchdog: asyncio.Task | None = None
@@ -82,21 +86,25 @@ class LiveSessions:
 
     async def create(self, offer: RTCSessionDescription, background: Background, label: str
                      ) -> tuple[LiveSession, RTCSessionDescription]:
-        """Answer ``offer``; the answer carries every host candidate (no trickle)."""
-        if len(self._sessions) >= self.config.max_sessions:
-            self.rejected_total += 1
-            raise ApiError(503, f"the server is at its limit of {self.config.max_sessions} live sessions; "
-                                "try again when one ends", code="too_many_sessions")
+        """Answer ``offer``; the answer carries every host candidate (no trickle). Admitted
+        by capacity (503 when full); the share is held until the session closes, which
+        for an offer that never connects is ``connect_timeout_s`` later."""
         session_id = uuid.uuid4().hex
+        try:
+            self.capacity.admit(_capacity_key(session_id))  # before any await: the limit holds under races
+        except ApiError:
+            self.rejected_total += 1
+            raise
         # Host candidates only: loopback and LAN clients need no STUN, and the server
         # must not reach out to the internet.
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pipeline = LivePipeline(self._runtime, self._executor, background,
                                 recordings_dir=self._recordings_dir, name=f"live-{session_id[:8]}",
                                 downsample_ratio=self.config.downsample_ratio,
-                                matte_budget_ms=self.config.matte_budget_ms)
+                                matte_budget_ms=self.config.matte_budget_ms,
+                                heavy_executor=self._heavy_executor, on_cost=self.capacity.observe)
         session = LiveSession(session_id, pc, pipeline, label)
-        self._sessions[session_id] = session  # reserved before any await: the limit holds under races
+        self._sessions[session_id] = session
         self._wire(session)
         try:
             await pc.setRemoteDescription(offer)
@@ -158,6 +166,7 @@ class LiveSessions:
     async def close(self, session_id: str) -> Path | None:
         """Close one session and free everything it holds; returns a finalised recording."""
         session = self._sessions.pop(session_id, None)
+        self.capacity.release(_capacity_key(session_id))
         if session is None or session.closed:
             return None
         session.closed = True
@@ -214,3 +223,7 @@ class LiveSessions:
                         session.send({"type": "stats", **session.pipeline.stats.to_json()})
                 except Exception:  # noqa: BLE001 - one bad session must not stop the housekeeping
                     log.exception("live session %s: housekeeping failed", session.id)
+
+
+def _capacity_key(session_id: str) -> str:
+    return f"session:{session_id}"

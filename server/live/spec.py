@@ -49,10 +49,34 @@ SCHEMAS = {
             "stats": {"$ref": "#/components/schemas/LiveStats"},
         },
     },
+    "LiveCapacity": {
+        "type": "object",
+        "description": "Admission by capacity, shared by live sessions and RTSP streams",
+        "properties": {
+            "target_fps": {"type": "number", "description": "rate every admitted stream must be able to keep"},
+            "workers": {"type": "integer", "description": "live-lane threads"},
+            "frame_cost_ms": {"type": "number", "nullable": True,
+                              "description": "running per-frame cost in the live lane, at the adaptive floor"},
+            "capacity": {"type": "integer", "nullable": True,
+                         "description": "streams the live lane can keep at target_fps (at least 1)"},
+            "ceiling": {"type": "integer", "nullable": True, "description": "ABRAR_LIVE_MAX_SESSIONS, when set"},
+            "admitted": {"type": "integer", "description": "sessions (connected or pending) and streams"},
+            "headroom": {"type": "integer", "nullable": True, "description": "more that would be admitted now"},
+        },
+    },
     "LiveSessionList": {
         "type": "object",
         "properties": {"sessions": {"type": "array", "items": {"$ref": "#/components/schemas/LiveSession"}},
-                       "limit": {"type": "integer"}},
+                       "limit": {"type": "integer", "nullable": True,
+                                 "description": "the configured ceiling, if any"},
+                       "capacity": {"$ref": "#/components/schemas/LiveCapacity"}},
+    },
+    "CapacityError": {
+        "type": "object",
+        "properties": {"error": {"type": "object", "properties": {
+            "code": {"type": "string", "example": "at_capacity"}, "message": {"type": "string"},
+            "retry_after_s": {"type": "integer"},
+            "capacity": {"$ref": "#/components/schemas/LiveCapacity"}}}},
     },
     "BackgroundSpec": {
         "type": "object", "required": ["background"],
@@ -88,7 +112,9 @@ PATHS = {
         "tags": _TAG,
         "requestBody": {"required": True, "content": _json("LiveOffer")},
         "responses": {"200": _ok("SDP answer", "LiveAnswer"), "400": _ERR, "413": _ERR,
-                      "503": {"description": "session limit reached", "content": _json("Error")}},
+                      "503": {"description": "at capacity (every admitted stream could no longer keep the target "
+                                             "rate) or at the ceiling; Retry-After set",
+                              "content": _json("CapacityError")}},
     }},
     "/sessions": {"get": {
         "summary": "Open live sessions and their stats", "tags": _TAG,

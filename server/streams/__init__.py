@@ -33,9 +33,10 @@ def setup(app: web.Application) -> None:
     ctx = context(app)
     manager = StreamManager(ctx.config.streams, ctx.runtime, ctx.inference,
                             recordings_dir=ctx.config.recordings_dir, data_dir=ctx.config.data_dir,
-                            downsample_ratio=ctx.config.live.downsample_ratio,
-                            matte_budget_ms=ctx.config.live.matte_budget_ms)
+                            capacity=ctx.capacity, downsample_ratio=ctx.config.live.downsample_ratio,
+                            matte_budget_ms=ctx.config.live.matte_budget_ms, heavy_executor=ctx.heavy)
     app[STREAMS] = manager
+    ctx.readiness.add_check(manager.problems)
     ctx.metrics.register(StreamsCollector(manager))
     add_routes(app)
     openapi.register(app, spec.PATHS, spec.SCHEMAS)

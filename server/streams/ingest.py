@@ -85,6 +85,10 @@ class Ingest:
         """Ask the thread to end; it notices within one read timeout at worst."""
         self._stop.set()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()

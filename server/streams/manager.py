@@ -10,6 +10,7 @@ from pathlib import Path
 
 from matting.compositing import Background
 from matting.runtime import MattingRuntime
+from server.capacity import Capacity
 from server.errors import ApiError
 from server.live.backgrounds import parse_client_background
 from server.live.pipeline import LivePipeline
@@ -28,9 +29,11 @@ log = logging.getLogger(__name__)
 
 class StreamManager:
     def __init__(self, config: StreamsConfig, runtime: MattingRuntime, executor: Executor, *,
-                 recordings_dir: Path, data_dir: Path, downsample_ratio: float | None = None,
-                 matte_budget_ms: float | None = None):
+                 recordings_dir: Path, data_dir: Path, capacity: Capacity, downsample_ratio: float | None = None,
+                 matte_budget_ms: float | None = None, heavy_executor: Executor | None = None):
         self.config = config
+        self.capacity = capacity
+        self._heavy_executor = heavy_executor
         try:
             self.allowed_hosts = parse_allow_list(config.allowed_hosts)
         except ValueError as exc:
@@ -68,17 +71,25 @@ class StreamManager:
         except UrlError as exc:
             raise ApiError(400, str(exc), code="bad_url") from None
 
+    def problems(self) -> list[str]:
+        """For /readyz: streams whose reader thread or processing task died."""
+        return [problem for stream in self.all() for problem in stream.problems()]
+
     async def create(self, url: object, background_label: str, background: Background, record: bool,
                      *, stream_id: str | None = None, created_at: float | None = None) -> Stream:
+        """A new stream, admitted by live capacity (503 when full). A stream restored at
+        start-up (``stream_id`` given) is taken on even over capacity, not lost."""
         source = self.check_url(url)
         if len(self._streams) >= self.config.max_streams:
             raise ApiError(503, f"the server is at its limit of {self.config.max_streams} streams; "
                                 "delete one first", code="too_many_streams")
         spec = StreamSpec(id=stream_id or uuid.uuid4().hex[:12], source=source, background=background_label,
                           record=record, created_at=created_at or time.time())
+        self.capacity.admit(_capacity_key(spec.id), force=stream_id is not None)
         pipeline = LivePipeline(self._runtime, self._executor, background, recordings_dir=self._recordings_dir,
                                 name=f"stream-{spec.id}", downsample_ratio=self._downsample_ratio,
-                                matte_budget_ms=self._matte_budget_ms)
+                                matte_budget_ms=self._matte_budget_ms, heavy_executor=self._heavy_executor,
+                                on_cost=self.capacity.observe)
         stream = Stream(spec, pipeline, self.config)
         self._streams[spec.id] = stream
         stream.start()
@@ -99,6 +110,7 @@ class StreamManager:
         stream = self._streams.pop(stream_id, None)
         if stream is None:
             raise ApiError(404, f"no stream {stream_id!r}")
+        self.capacity.release(_capacity_key(stream_id))
         self._save()
         self.deleted_total += 1
         await stream.close()
@@ -126,6 +138,8 @@ class StreamManager:
     async def close_all(self) -> None:
         """Server shutdown: stop every stream but keep the saved list for the next start."""
         streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            self.capacity.release(_capacity_key(stream.id))
         join = self.config.read_timeout_s + 1.0
         await asyncio.gather(*(stream.close(join_timeout=join) for stream in streams))
 
@@ -138,3 +152,7 @@ class StreamManager:
             store.save(self._store_path, entries)
         except OSError as exc:
             log.error("cannot save the stream list to %s: %s", self._store_path, exc)
+
+
+def _capacity_key(stream_id: str) -> str:
+    return f"stream:{stream_id}"

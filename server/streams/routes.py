@@ -70,7 +70,8 @@ async def create_stream(request: web.Request) -> web.Response:
 
 async def list_streams(request: web.Request) -> web.Response:
     manager = _manager(request)
-    return web.json_response({"streams": [s.to_json() for s in manager.all()], "limit": manager.config.max_streams})
+    return web.json_response({"streams": [s.to_json() for s in manager.all()], "limit": manager.config.max_streams,
+                              "capacity": manager.capacity.report().to_json()})
 
 
 async def get_stream(request: web.Request) -> web.Response:

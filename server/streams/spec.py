@@ -84,7 +84,8 @@ SCHEMAS = {
     },
     "StreamList": {
         "type": "object",
-        "properties": {"streams": {"type": "array", "items": _ref("Stream")}, "limit": {"type": "integer"}},
+        "properties": {"streams": {"type": "array", "items": _ref("Stream")}, "limit": {"type": "integer"},
+                       "capacity": _ref("LiveCapacity")},
     },
     "StreamOffer": {
         "type": "object", "required": ["sdp", "type"],

@@ -326,6 +326,17 @@ class Stream:
 
     # -- reporting ------------------------------------------------------------------
 
+    def problems(self) -> list[str]:
+        """For /readyz: the reader thread or the processing task ended while the stream runs."""
+        if self._closing or self._task is None:
+            return []
+        dead = []
+        if not self._ingest.alive:
+            dead.append("reader thread")
+        if self._task.done():
+            dead.append("processing task")
+        return [f"stream {self.id}: {what} died" for what in dead]
+
     def fps_in(self) -> float:
         return round(self._in_rate.rate(time.monotonic()), 2)
 

@@ -1,0 +1,151 @@
+"""Admission by capacity: how many live streams the live lane can keep at a target rate.
+
+Every live WebRTC session and every matting RTSP stream holds a share of the live lane.
+The lane's workers matte one frame each at a time, so with a per-frame cost of ``c`` ms
+they sustain ``workers * 1000 / (c * target_fps)`` streams at ``target_fps``. The cost is
+measured on every live frame, at the size the frame ran, and scaled to the adaptive floor
+(the smallest internal size a stream may drop to, matting.speed.MIN_NETWORK_SIDE): a
+stream given less time than it uses now shrinks to that size before it drops frames.
+
+API, for every kind of live producer (sessions, RTSP streams, a WHIP endpoint)::
+
+    capacity.admit(key)      # before taking the stream on: raises ApiError 503 when full
+    capacity.observe(...)    # every frame, from the lane (thread-safe)
+    capacity.release(key)    # when the stream stops matting (idempotent)
+    capacity.report()        # CapacityReport for listings, metrics and the 503 body
+
+One stream is always admitted when none is: the server stays usable when the target is
+set beyond what the machine can do (its frames then arrive at the rate it can).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import asdict, dataclass
+
+from matting.speed import network_megapixels, usable_ratios
+from server.errors import ApiError
+
+# Weight of the newest frame in the running cost: ~50 frames of memory, so a burst of
+# contention moves it within seconds but one slow frame does not. The first frames are
+# averaged plainly, so a start-up estimate gives way to real frames quickly.
+SMOOTHING = 0.02
+RETRY_AFTER_S = 5
+# Targets when ABRAR_LIVE_TARGET_FPS is 0 (auto).
+CPU_TARGET_FPS = 15.0
+GPU_TARGET_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class FrameCost:
+    """One live frame's cost in the lane, split so it can be scaled to another size."""
+    total_ms: float        # the whole frame in the lane: convert, matte, composite, record
+    network_ms: float      # the part spent in RVM (scales with the network's pixels)
+    height: int
+    width: int
+    ratio: float           # the downsample ratio the frame ran at
+
+    def at_floor_ms(self) -> float:
+        """The frame's cost had it run at the smallest usable ratio."""
+        floor = usable_ratios(self.height, self.width)[0]
+        ran = network_megapixels(self.height, self.width, self.ratio)
+        scale = min(1.0, network_megapixels(self.height, self.width, floor) / ran) if ran > 0 else 1.0
+        return max(self.total_ms - self.network_ms, 0.0) + self.network_ms * scale
+
+
+@dataclass(frozen=True)
+class CapacityReport:
+    target_fps: float
+    workers: int                   # live-lane threads
+    frame_cost_ms: float | None    # running per-frame cost at the adaptive floor; None before any frame
+    capacity: int | None           # streams the lane can keep at target_fps; None before any frame
+    ceiling: int | None            # ABRAR_LIVE_MAX_SESSIONS, when set
+    admitted: int                  # sessions and streams holding a share now
+    headroom: int | None           # how many more would be admitted now
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class Capacity:
+    """Thread-safe: ``observe`` is called from lane threads, the rest from the event loop."""
+
+    def __init__(self, target_fps: float, workers: int, ceiling: int | None = None):
+        if target_fps <= 0:
+            raise ValueError(f"target_fps must be positive, not {target_fps}")
+        self.target_fps = target_fps
+        self.workers = max(1, workers)
+        self.ceiling = ceiling or None
+        self.rejected_total = 0
+        self._cost_ms: float | None = None
+        self._samples = 0
+        self._admitted: set[str] = set()
+        self._lock = threading.Lock()
+
+    def observe(self, cost: FrameCost) -> None:
+        ms = cost.at_floor_ms()
+        with self._lock:
+            self._samples += 1
+            weight = max(SMOOTHING, 1.0 / self._samples)
+            self._cost_ms = ms if self._cost_ms is None else (1 - weight) * self._cost_ms + weight * ms
+
+    def calibrate(self, cost: FrameCost) -> None:
+        """Start from a measured frame (e.g. at warm-up) when nothing ran yet."""
+        with self._lock:
+            if self._cost_ms is None:
+                self._cost_ms = cost.at_floor_ms()
+                self._samples = 1
+
+    def capacity(self) -> int | None:
+        with self._lock:
+            cost = self._cost_ms
+        if cost is None:
+            return None
+        return max(1, math.floor(self.workers * 1000.0 / (max(cost, 1e-3) * self.target_fps)))
+
+    def limit(self) -> int | None:
+        """Most streams admitted at once now (None: no measurement and no ceiling yet)."""
+        limits = [n for n in (self.capacity(), self.ceiling) if n is not None]
+        return min(limits) if limits else None
+
+    def report(self) -> CapacityReport:
+        capacity, limit = self.capacity(), self.limit()
+        with self._lock:
+            cost, admitted = self._cost_ms, len(self._admitted)
+        return CapacityReport(
+            target_fps=self.target_fps, workers=self.workers,
+            frame_cost_ms=None if cost is None else round(cost, 2), capacity=capacity, ceiling=self.ceiling,
+            admitted=admitted, headroom=None if limit is None else max(0, limit - admitted))
+
+    def admit(self, key: str, *, force: bool = False) -> None:
+        """Take ``key`` on, or raise a 503 (Retry-After, the capacity in the body).
+        ``force``: take it on regardless (a stream restored at start-up must not be lost)."""
+        limit = self.limit()
+        with self._lock:
+            if key in self._admitted:
+                return
+            if force or limit is None or not self._admitted or len(self._admitted) < limit:
+                self._admitted.add(key)
+                return
+            self.rejected_total += 1
+        report = self.report()
+        if report.ceiling is not None and report.ceiling == limit:
+            why = f"the server is at its limit of {limit} live session{'s' if limit != 1 else ''}"
+        else:
+            why = (f"the server is at capacity: {report.admitted} live stream(s) use what it can keep at "
+                   f"{self.target_fps:g} fps ({report.frame_cost_ms} ms a frame)")
+        raise ApiError(503, f"{why}; try again when one ends", code="at_capacity",
+                       headers={"Retry-After": str(RETRY_AFTER_S)}, retry_after_s=RETRY_AFTER_S,
+                       capacity=report.to_json())
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._admitted.discard(key)
+
+    def holds(self, key: str) -> bool:
+        with self._lock:
+            return key in self._admitted
+
+
+def default_target_fps(device_type: str) -> float:
+    return GPU_TARGET_FPS if device_type == "cuda" else CPU_TARGET_FPS
