@@ -15,8 +15,8 @@ class RuntimeConfig:
     # checkpoint's refiner is untrained (as in re-exported weights)
     refiner: str = "auto"         # auto | deep_guided_filter | fast_guided_filter
     threads: int | None = None    # intra-op threads on the CPU (torch and ONNX Runtime); None = cores
-    # ONNX Runtime intra-op threads of the heavy lane's models (RMBG, RVM for video files),
-    # so that they leave live frames a core; None = cores - 1 (at least 1)
+    # threads of the child processes doing heavy work (RMBG cut-outs and video files for
+    # a server), so that they leave live frames a core; None = cores - 1 (at least 1)
     heavy_threads: int | None = None
     # RVM and RMBG in torch, or in ONNX Runtime (CPU fp32 only; faster there),
     # or auto: onnxruntime on a CPU when the onnx and onnxruntime packages are installed

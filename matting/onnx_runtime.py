@@ -16,8 +16,8 @@ from torch import nn
 
 OPSET = 17
 INSTALL = "pip install onnx onnxruntime"
-# torch's exporter keeps tracing state that two threads must not share (the live and
-# heavy lanes load their models at the same time at start-up).
+# torch's exporter keeps tracing state that two threads must not share (models of a
+# process may load from several threads at once).
 _EXPORT_LOCK = threading.Lock()
 
 

@@ -5,7 +5,6 @@ import importlib.util
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,9 +12,6 @@ import torch
 from matting import weights
 from matting.config import RuntimeConfig
 from matting.device import DeviceChoice, select_device
-
-if TYPE_CHECKING:
-    from matting.rvm.network import MattingNetwork
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +38,9 @@ def resolve_backend(backend: str, choice: DeviceChoice) -> str:
 class MattingRuntime:
     """Lazily loads RVM and RMBG once; hands out per-stream sessions.
 
-    Two lanes: live streams use :meth:`video_model`; heavy work (RMBG cut-outs, video
-    files) uses :meth:`image_model` and ``video_model(heavy=True)``, which in ONNX
-    Runtime are separate sessions with ``heavy_threads`` intra-op threads, so that a
-    cut-out never takes every core from the live frames. Each model loads under its own
-    lock, so loading RMBG never holds up a live frame.
-
-    Thread-safe: inference calls may come from worker threads (torch and ONNX Runtime
-    release the GIL). ONNX Runtime's intra-op threads inherit the scheduling priority of
-    the thread that creates the session: create a lane's models from that lane.
+    Thread-safe: models load under their own locks, and inference calls may come from
+    worker threads (torch and ONNX Runtime release the GIL). A server whose live frames
+    must not wait for RMBG uses :meth:`cutout_process` instead of :meth:`cutout`.
     """
 
     def __init__(self, config: RuntimeConfig | None = None):
@@ -59,11 +49,11 @@ class MattingRuntime:
         if self.config.threads and self.choice.device.type == "cpu":
             torch.set_num_threads(self.config.threads)
         self.backend = resolve_backend(self.config.backend, self.choice)
-        self._locks = {name: threading.Lock() for name in ("rvm_net", "rvm", "rvm_heavy", "rmbg", "batcher")}
-        self._rvm_net: MattingNetwork | None = None
+        # one lock per model: loading RMBG never holds up a live stream's RVM
+        self._locks = {name: threading.Lock() for name in ("rvm", "rmbg", "batcher")}
         self._rvm: torch.nn.Module | None = None
-        self._rvm_heavy: torch.nn.Module | None = None
         self._rmbg: torch.nn.Module | None = None
+        self._cutout_process = None
         self._batcher = None
 
     @property
@@ -76,51 +66,35 @@ class MattingRuntime:
 
     @property
     def heavy_threads(self) -> int:
-        """ONNX Runtime intra-op threads of the heavy lane's sessions."""
+        """Threads for heavy work in child processes (RMBG, video files): all cores but one,
+        so that live frames keep a core."""
         if self.config.heavy_threads:
             return self.config.heavy_threads
         return max(1, (self.config.threads or os.cpu_count() or 1) - 1)
 
-    def _video_network(self) -> MattingNetwork:
-        with self._locks["rvm_net"]:
-            if self._rvm_net is None:
+    def video_model(self) -> torch.nn.Module:
+        with self._locks["rvm"]:
+            if self._rvm is None:
                 from matting.rvm import load_rvm
 
                 path = weights.resolve("rvm", self.config.rvm_weights, download=self.config.download)
-                self._rvm_net = load_rvm(path, device=self.device, dtype=self.dtype, refiner=self.config.refiner)
-            return self._rvm_net
-
-    def video_model(self, heavy: bool = False) -> torch.nn.Module:
-        """RVM for live streams, or (``heavy``) for video files in the heavy lane. Only ONNX
-        Runtime gets a heavy-lane model of its own (fewer threads); torch's thread count is
-        process-wide, and on a GPU the lanes share the model (and its CUDA graphs)."""
-        if heavy and self.backend != "onnxruntime":
-            heavy = False
-        name = "rvm_heavy" if heavy else "rvm"
-        with self._locks[name]:
-            model = self._rvm_heavy if heavy else self._rvm
-            if model is None:
-                net = self._video_network()
-                model = net
+                net = load_rvm(path, device=self.device, dtype=self.dtype, refiner=self.config.refiner)
+                model: torch.nn.Module = net
+                log.info("RVM backend: %s (configured: %s)", self.backend, self.config.backend)
                 if self.backend == "onnxruntime":
                     from matting.rvm.onnx_backend import OnnxMattingNetwork
 
-                    model = OnnxMattingNetwork(net, threads=self.heavy_threads if heavy else self.config.threads)
-                    model.session("refined")  # export now, not during a stream's first frame
+                    onnx = OnnxMattingNetwork(net, threads=self.config.threads)
+                    onnx.session("refined")  # export now, not during a live stream's first frame
+                    model = onnx
                 elif self.device.type == "cuda" and self.config.cuda_graphs:
                     from matting.cuda_graphs import CudaGraphMattingNetwork
 
                     model = CudaGraphMattingNetwork(net)
-                log.info("RVM (%s lane) backend: %s (configured: %s)", "heavy" if heavy else "live",
-                         self.backend, self.config.backend)
-                if heavy:
-                    self._rvm_heavy = model
-                else:
-                    self._rvm = model
-            return model
+                self._rvm = model
+            return self._rvm
 
     def image_model(self) -> torch.nn.Module:
-        """RMBG; always heavy-lane work."""
         with self._locks["rmbg"]:
             if self._rmbg is None:
                 from matting.rmbg import load_rmbg
@@ -131,7 +105,7 @@ class MattingRuntime:
                 if self.backend == "onnxruntime":
                     from matting.rmbg.onnx_backend import OnnxRMBG
 
-                    model = OnnxRMBG(net, threads=self.heavy_threads)
+                    model = OnnxRMBG(net, threads=self.config.threads)
                 log.info("RMBG backend: %s", self.backend)
                 self._rmbg = model
             return self._rmbg
@@ -157,19 +131,28 @@ class MattingRuntime:
             return self._batcher
 
     def new_session(self, downsample_ratio: float | None = None, *, budget_ms: float | None = None,
-                    batched: bool = False, heavy: bool = False):
+                    batched: bool = False):
         """A fresh :class:`VideoMattingSession` with its own recurrent state. ``budget_ms``
         (with no fixed ratio) adapts the ratio to keep frames under that time; ``batched``
         runs its frames through the shared batcher when batching is on (for live streams:
-        a file job would only wait for partners that never come); ``heavy`` uses the heavy
-        lane's model (video files)."""
+        a file job would only wait for partners that never come)."""
         from matting.session import VideoMattingSession
 
-        return VideoMattingSession(self.video_model(heavy=heavy), downsample_ratio=downsample_ratio,
-                                   budget_ms=budget_ms, batcher=self.batcher() if batched and not heavy else None)
+        return VideoMattingSession(self.video_model(), downsample_ratio=downsample_ratio,
+                                   budget_ms=budget_ms, batcher=self.batcher() if batched else None)
 
     def cutout(self, rgb: np.ndarray) -> np.ndarray:
         """RMBG alpha (float32 HxW in [0, 1]) for one uint8 RGB image."""
         from matting.cutout import cutout_alpha
 
         return cutout_alpha(self.image_model(), rgb)
+
+    def cutout_process(self):
+        """The shared :class:`matting.cutout_process.CutoutProcess`: RMBG in a child process
+        with ``heavy_threads`` threads, for servers whose live frames must not wait for it."""
+        with self._locks["rmbg"]:
+            if self._cutout_process is None:
+                from matting.cutout_process import CutoutProcess
+
+                self._cutout_process = CutoutProcess(self.config, self.heavy_threads)
+            return self._cutout_process

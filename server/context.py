@@ -22,8 +22,8 @@ class AppContext:
     # loop; a small pool so that concurrent streams queue for the device instead of
     # thrashing it. Nothing else runs here (server.lanes).
     inference: ThreadPoolExecutor
-    # The heavy lane for snapshots, background decoding and model loading (server.lanes);
-    # uploads and video jobs have heavy-lane pools of their own.
+    # Heavy-lane threads for snapshots (waiting for the RMBG process, encoding the PNG),
+    # background decoding and model loading (server.lanes).
     heavy: ThreadPoolExecutor
     # Live streams admitted by what the live lane can keep at the target rate.
     capacity: Capacity

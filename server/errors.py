@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from matting.cutout_process import CutoutProcessDied
 from matting.weights import WeightsError
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ async def error_middleware(request: web.Request, handler):
     except WeightsError as exc:
         # Missing or broken weights: the message says which file to put where.
         return json_error(503, str(exc), code="model_unavailable")
+    except CutoutProcessDied as exc:
+        return json_error(503, str(exc), code="cutout_process_died", headers={"Retry-After": "2"})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

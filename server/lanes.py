@@ -1,42 +1,22 @@
 """Two lanes of work: live frames, and heavy work that must never hold them up.
 
-Live WebRTC sessions and RTSP streams run in the live lane (``AppContext.inference``);
-RMBG snapshots and image uploads, video jobs, background decoding and model loading run
-in heavy-lane pools made here. On a CPU the heavy lane's threads run at a lower
-scheduling priority (Linux niceness, per thread), and ONNX Runtime's intra-op threads
-inherit it from the thread that creates the session, so a cut-out uses the cores the live
-frames leave idle instead of taking turns with them. The heavy lane's ONNX Runtime
-sessions also get fewer intra-op threads (``MattingRuntime.heavy_threads``).
+The live lane is ``AppContext.inference``: the threads matting live WebRTC sessions and
+RTSP streams, nothing else. Heavy work runs elsewhere:
+
+- RMBG (snapshots, ``POST /remove-bg``) in a child process (matting.cutout_process) and
+  video jobs in one child process each (matting.video_process), at a lower priority and
+  with ``ABRAR_HEAVY_THREADS`` torch / ONNX Runtime threads (default: all cores but one),
+  so that live frames keep a core and never wait for their GIL;
+- image decoding and encoding around them, and background images, in heavy-lane threads
+  made here. These run at normal priority on purpose: a low-priority thread that holds the
+  GIL when the kernel preempts it would stall the live thread until it runs again (on a
+  busy machine, up to a second); their work is short and mostly outside the GIL.
 """
 from __future__ import annotations
 
-import logging
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
-
-log = logging.getLogger(__name__)
-
-# Niceness added to heavy-lane threads: at +10 the kernel gives a competing live thread
-# about ten times the CPU share.
-HEAVY_NICENESS = 10
-
-
-def lower_priority(increment: int = HEAVY_NICENESS) -> None:
-    """Lower the calling thread's priority (Linux: niceness is per thread). Best effort:
-    where it is not supported the heavy lane still has its own threads."""
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
-    except (AttributeError, OSError) as exc:  # not Linux, or a sandbox refusing it
-        log.debug("heavy-lane thread keeps its priority: %s", exc)
 
 
 def heavy_pool(workers: int, name: str) -> ThreadPoolExecutor:
-    """A bounded pool for heavy work whose threads run below live frames' priority."""
-    return ThreadPoolExecutor(max(1, workers), thread_name_prefix=name, initializer=lower_priority)
-
-
-def thread_niceness() -> int:
-    """The calling thread's niceness (for tests and logs)."""
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    """A bounded pool of heavy-lane threads (never the live lane's)."""
+    return ThreadPoolExecutor(max(1, workers), thread_name_prefix=name)

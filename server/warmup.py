@@ -1,9 +1,8 @@
 """Warm start: load every model in the background at start-up, each in its own lane.
 
 The live lane loads RVM and times one frame at the adaptive floor, so admission has a
-measured cost before the first session; the heavy lane loads RMBG (and, in ONNX Runtime,
-its own RVM sessions for video files). ONNX Runtime's threads inherit their lane's
-priority because each lane creates its own sessions. ``/readyz`` follows every load.
+measured cost before the first session; the heavy lane starts the RMBG process
+(matting.cutout_process) and loads RMBG there. ``/readyz`` follows both.
 With ``ABRAR_PRELOAD_MODELS=false`` the models load on first use instead.
 """
 from __future__ import annotations
@@ -29,9 +28,7 @@ CALIBRATION_FRAMES = 5
 def warm_up(ctx: AppContext, loop: asyncio.AbstractEventLoop) -> None:
     """Start loading (returns at once); progress and failures go to ``ctx.readiness``."""
     runtime, readiness = ctx.runtime, ctx.readiness
-    heavy_rvm = runtime.backend == "onnxruntime"  # elsewhere the lanes share one RVM
-    names = ["rvm", "rmbg"] + (["rvm-video-files"] if heavy_rvm else [])
-    for name in names:
+    for name in ("rvm", "rmbg"):
         readiness.add_model(name, "waiting" if ctx.config.model.preload else "lazy")
     if not ctx.config.model.preload:
         return
@@ -45,9 +42,7 @@ def warm_up(ctx: AppContext, loop: asyncio.AbstractEventLoop) -> None:
             log.exception("could not time a calibration frame")
 
     def heavy_lane() -> None:
-        _load(readiness, "rmbg", runtime.image_model)
-        if heavy_rvm:
-            _load(readiness, "rvm-video-files", lambda: runtime.video_model(heavy=True))
+        _load(readiness, "rmbg", lambda: runtime.cutout_process().load())
         # timed once the heavy lane is quiet: a frame timed while RMBG exports costs double
         ctx.inference.submit(calibrate)
 

@@ -10,7 +10,8 @@ from server.settings import setting
 class JobsConfig:
     max_upload_mb: float = setting(500.0, "ABRAR_MAX_UPLOAD_MB", "largest accepted upload in MiB (413 above it)")
     max_image_pixels: int = setting(40_000_000, "ABRAR_MAX_IMAGE_PIXELS",
-                                    "largest image accepted by /remove-bg, in pixels (decompression-bomb guard)")
+                                    "largest image accepted by /remove-bg and as a session or stream background, "
+                                    "in pixels (decompression-bomb guard, checked from the header)")
     max_video_pixels: int = setting(3840 * 2160, "ABRAR_MAX_VIDEO_PIXELS",
                                     "largest video frame accepted, width x height in pixels")
     max_video_seconds: float = setting(600.0, "ABRAR_MAX_VIDEO_SECONDS", "longest video accepted, in seconds")

@@ -85,7 +85,7 @@ def _cut_out(runtime, path: Path, background: str, fmt: str, max_pixels: int) ->
         rgb = load_image(path, max_pixels=max_pixels)
     except ImageInputError as exc:
         raise ApiError(400, str(exc)) from None
-    alpha = runtime.cutout(rgb)
+    alpha = runtime.cutout_process().cutout(rgb)  # in its own process: live frames never wait for it
     out = composite(rgb, MatteResult(alpha=alpha, foreground=rgb.astype(np.float32) / 255.0),
                     parse_background(background))
     return encode_png(out) if fmt == "png" else encode_jpeg(out)

@@ -6,11 +6,10 @@ import functools
 import logging
 import threading
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from matting.runtime import MattingRuntime
-from server.lanes import heavy_pool
 from server.jobs.config import JobsConfig
 from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
@@ -44,8 +43,8 @@ class JobRunner:
         self.config = config
         self.metrics = metrics
         self._db = db
-        # the heavy lane: below live frames' priority, with the heavy lane's RVM
-        self._pool = heavy_pool(config.workers, "video-job")
+        # threads that wait for the jobs' child processes (matting.video_process)
+        self._pool = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="video-job")
         self._running: dict[str, _Running] = {}
         # Cancels for jobs the database already shows running but whose worker has
         # not registered them yet (a DELETE racing the claim).
@@ -128,7 +127,8 @@ class JobRunner:
 
     def _run(self, job: Job, running: _Running) -> None:
         from matting.compositing import parse_background
-        from matting.video_file import VideoOptions, matte_video_file
+        from matting.video_file import VideoOptions
+        from matting.video_process import matte_video_file_in_process
 
         opts = job.options
         src = self.files.file(job.id, job.input_name)
@@ -143,8 +143,9 @@ class JobRunner:
                 background=parse_background(opts["background_type"]), crf=opts.get("crf"),
                 bitrate=opts.get("bitrate"), keep_audio=opts.get("keep_audio", True),
                 downsample_ratio=opts.get("downsample_ratio"))
-            session = self.runtime.new_session(downsample_ratio=opts.get("downsample_ratio"), heavy=True)
-            matte_video_file(src, dst, session, options, progress=progress, cancel=running.cancel)
+            # in a child process: the job never shares the GIL or the priority of live frames
+            matte_video_file_in_process(self.runtime.config, self.runtime.heavy_threads, src, dst, options,
+                                        progress=progress, cancel=running.cancel)
         except Exception as exc:  # any failure becomes the job's error text
             if not running.cancel.is_set():
                 dst.unlink(missing_ok=True)

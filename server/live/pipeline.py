@@ -172,7 +172,7 @@ class LivePipeline:
         return await asyncio.get_running_loop().run_in_executor(self._heavy_executor, self._cutout_png, rgb)
 
     def _cutout_png(self, rgb: np.ndarray) -> bytes:
-        alpha = self._runtime.cutout(rgb)
+        alpha = self._runtime.cutout_process().cutout(rgb)
         a8 = np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
         return encode_png(np.dstack([rgb, a8]))
 
