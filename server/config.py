@@ -26,11 +26,10 @@ class ModelConfig:
                            "else torch), torch or onnxruntime (CPU fp32 only)",
                            choices=("auto", "torch", "onnxruntime"))
     heavy_threads: int = setting(0, "ABRAR_HEAVY_THREADS",
-                                 "ONNX Runtime threads of each heavy-lane model (RMBG snapshots and uploads, "
-                                 "video jobs), so live frames keep a core (0 = auto: cores - 1, at least 1)")
+                                 "threads of the RMBG process (snapshots, uploads) and of each video-job process, "
+                                 "so live frames keep a core (0 = auto: cores - 1, at least 1)")
     heavy_workers: int = setting(2, "ABRAR_HEAVY_WORKERS",
-                                 "snapshots and background-image decodes run at once in the heavy lane, "
-                                 "below live frames' priority")
+                                 "heavy-lane threads for snapshots (PNG encoding) and background-image decoding")
     preload: bool = setting(True, "ABRAR_PRELOAD_MODELS",
                             "load RVM and RMBG (and their ONNX exports) at start-up in the background; "
                             "false: load each on first use (/readyz then does not wait for them)")
