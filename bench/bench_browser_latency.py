@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ SHARED = Path(os.environ.get("ABRAR_SHARED_DIR", REPO.parent / "shared"))
 os.environ.setdefault("ABRAR_MODELS_DIR", str(SHARED / "models"))
 os.environ.setdefault("ABRAR_ICE_ADDRESSES", "127.0.0.1")
 
+from browser_support import CHROMIUM, fake_camera_args
 from latency_probe import (
     BAND,
     BLOCKS,
@@ -46,7 +46,6 @@ from latency_probe import (
 from server_process import running_server
 
 VIDEO = SHARED / "media/video/pixabay_thoughtful_35590_8s_640x360.mp4"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CLIP_FRAMES = 300  # 10 s loop: any latency below that is unambiguous
 
 
@@ -67,12 +66,7 @@ async def measure(url: str, y4m: Path, args: argparse.Namespace) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                  f"--use-file-for-fake-video-capture={y4m}"])
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=fake_camera_args(y4m))
         try:
             page = await browser.new_page()
             await page.goto(f"{url}/", timeout=30_000)
