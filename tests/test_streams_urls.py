@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
 import threading
 
@@ -17,6 +18,7 @@ from server.streams.config import StreamsConfig
 from server.streams.ingest import (
     PROTOCOL_WHITELIST,
     backoff_delay,
+    jittered,
     open_options,
     open_source,
 )
@@ -104,8 +106,14 @@ def test_redaction():
     assert parse_source_url(url).redacted == "rtsp://***@cam.local/s"
 
 
-def test_backoff_doubles_up_to_the_cap():
-    assert [backoff_delay(n, 0.5, 5.0) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+def test_reconnects_probe_often_early_then_back_off_with_jitter():
+    # every 0.5 s during the first 30 s of an outage, then growing with it, capped
+    assert [backoff_delay(t, 0.5, 30.0, 30.0) for t in (0.0, 10.0, 29.9)] == [0.5, 0.5, 0.5]
+    assert [backoff_delay(t, 0.5, 30.0, 30.0) for t in (30.0, 34.0, 50.0, 90.0, 1000.0)] == \
+        [0.5, 2.0, 10.0, 30.0, 30.0]
+    rng = random.Random(1)
+    delays = [jittered(2.0, rng) for _ in range(200)]
+    assert all(1.5 <= d <= 2.0 for d in delays) and len(set(delays)) == 200
 
 
 def test_ffmpeg_cannot_open_other_protocols_even_if_validation_were_bypassed(tmp_path):

@@ -141,6 +141,11 @@ class LivePipeline:
                                     height=frame.height, width=frame.width, ratio=session.last_ratio))
         return out
 
+    def remember(self, rgb: np.ndarray) -> None:
+        """A frame that was seen but not matted (a stream nobody watches) is what a
+        snapshot shows."""
+        self._latest_rgb = rgb
+
     def note_dropped(self, count: int = 1) -> None:
         """The producer skipped ``count`` stale frames."""
         self._dropped += count
@@ -191,11 +196,21 @@ class LivePipeline:
             self._recording_path = self._new_recording_path()
         return self._recording_path
 
-    def _new_recording_path(self) -> Path:
+    def rotate_recording(self) -> asyncio.Task[Path | None]:
+        """Go on recording into a new file from the next frame. The finished file is
+        finalised by the returned task, so no frame waits for its encoder to flush."""
+        if self._recording_path is None:
+            raise RuntimeError(f"pipeline {self.name} is not recording")
+        recorder, path = self._recorder, self._recording_path
+        self._recorder = None
+        self._recording_path = self._new_recording_path(taken=path)
+        return asyncio.ensure_future(self._finalise(recorder, path))
+
+    def _new_recording_path(self, taken: Path | None = None) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self._recordings_dir / f"{self.name}-{stamp}.webm"
         n = 2
-        while path.exists():
+        while path.exists() or path == taken:  # (``taken`` is still being written under another name)
             path = self._recordings_dir / f"{self.name}-{stamp}-{n}.webm"
             n += 1
         return path
@@ -210,6 +225,10 @@ class LivePipeline:
         recorder, path = self._recorder, self._recording_path
         self._recorder = None
         self._recording_path = None
+        return await self._finalise(recorder, path)
+
+    @staticmethod
+    async def _finalise(recorder: Recorder | None, path: Path | None) -> Path | None:
         if recorder is None:
             return None if path is None or not path.exists() else path
         return await recorder.close()

@@ -19,6 +19,7 @@ from server.capacity import Capacity
 from server.errors import ApiError
 from server.live.backgrounds import parse_client_background
 from server.live.config import LiveConfig
+from server.live.jitter import release_frames_early
 from server.live.pipeline import LivePipeline
 from server.live.tracks import AudioPassthroughTrack, MattedVideoTrack
 
@@ -127,6 +128,7 @@ class LiveSessions:
         @pc.on("track")
         def on_track(track):
             if track.kind == "video" and session.video is None:
+                release_frames_early(pc, track)
                 session.video = MattedVideoTrack(track, session.pipeline)
                 pc.addTrack(session.video)
             elif track.kind == "audio" and session.audio is None:

@@ -15,8 +15,14 @@ log = logging.getLogger(__name__)
 
 
 class MattedVideoTrack(MediaStreamTrack):
-    """Returns the newest incoming frame, matted; frames that arrive while one is
-    being matted replace each other, so latency stays bounded under overload."""
+    """Mattes the newest incoming frame whenever the pipeline is free and hands the newest
+    result to the sender.
+
+    Frames that arrive while one is being matted replace each other, so latency stays
+    bounded under overload. Matting runs on its own task rather than inside ``recv``:
+    the next frame is matted while aiortc encodes and sends the previous one, instead
+    of after it.
+    """
 
     kind = "video"
 
@@ -24,35 +30,49 @@ class MattedVideoTrack(MediaStreamTrack):
         super().__init__()
         self._source = source
         self._pipeline = pipeline
-        self._slot: LatestFrame[av.VideoFrame] = LatestFrame()
+        self._incoming: LatestFrame[av.VideoFrame] = LatestFrame()
+        self._matted: LatestFrame[av.VideoFrame] = LatestFrame()
         self.last_frame_at: float | None = None  # time.monotonic() of the last incoming frame
         self._reader = asyncio.ensure_future(self._read())
+        self._matter = asyncio.ensure_future(self._matte())
 
     async def _read(self) -> None:
         try:
             while True:
                 frame = await self._source.recv()
                 self.last_frame_at = time.monotonic()
-                if self._slot.put(frame):
+                if self._incoming.put(frame):
                     self._pipeline.note_dropped()
         except MediaStreamError as exc:
-            self._slot.end(exc)
+            self._incoming.end(exc)
         except Exception as exc:  # noqa: BLE001 - end the track, keep the server up
             log.exception("video source of %s failed", self._pipeline.name)
-            self._slot.end(MediaStreamError(str(exc)))
+            self._incoming.end(MediaStreamError(str(exc)))
+
+    async def _matte(self) -> None:
+        try:
+            while True:
+                frame, received_at = await self._incoming.get()
+                if self._matted.put(await self._pipeline.process(frame, received_at=received_at)):
+                    self._pipeline.note_dropped()  # matted, but the sender was still busy: a newer one goes
+        except MediaStreamError as exc:
+            self._matted.end(exc)
+        except RuntimeError as exc:  # the pipeline was closed under us
+            self._matted.end(MediaStreamError(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - end the track, keep the server up
+            log.exception("matting of %s failed", self._pipeline.name)
+            self._matted.end(MediaStreamError(str(exc)))
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        frame, received_at = await self._slot.get()
-        try:
-            return await self._pipeline.process(frame, received_at=received_at)
-        except RuntimeError as exc:  # the pipeline was closed under us
-            raise MediaStreamError(str(exc)) from None
+        frame, _ = await self._matted.get()
+        return frame
 
     def stop(self) -> None:
         super().stop()
         self._reader.cancel()
+        self._matter.cancel()
 
 
 class AudioPassthroughTrack(MediaStreamTrack):

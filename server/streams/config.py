@@ -23,10 +23,18 @@ class StreamsConfig:
     open_timeout_s: float = setting(5.0, "ABRAR_STREAMS_OPEN_TIMEOUT", "seconds to connect to a camera")
     read_timeout_s: float = setting(5.0, "ABRAR_STREAMS_READ_TIMEOUT",
                                     "seconds without data before a connection counts as dropped")
-    reconnect_min_s: float = setting(0.5, "ABRAR_STREAMS_RECONNECT_MIN", "first reconnect delay in seconds")
+    reconnect_min_s: float = setting(0.5, "ABRAR_STREAMS_RECONNECT_MIN",
+                                     "seconds between reconnect tries while an outage is young")
+    reconnect_fast_s: float = setting(30.0, "ABRAR_STREAMS_RECONNECT_FAST",
+                                      "retry every RECONNECT_MIN seconds for this long into an outage, then back off")
     reconnect_max_s: float = setting(30.0, "ABRAR_STREAMS_RECONNECT_MAX",
-                                     "longest reconnect delay in seconds (the delay doubles up to this)")
+                                     "longest reconnect delay in seconds (the delay grows with the outage up to this)")
     gap_reset_s: float = setting(2.0, "ABRAR_STREAMS_GAP_RESET",
                                  "a pause in frames longer than this resets the matting state and counts as a gap")
+    matte: str = setting("on_demand", "ABRAR_STREAMS_MATTE",
+                         "on_demand: matte a stream only while it has a viewer or records (it stays connected "
+                         "and resumes at the next frame); always: matte every frame", choices=("on_demand", "always"))
+    segment_s: float = setting(600.0, "ABRAR_STREAMS_SEGMENT",
+                               "start a new recording file after this many seconds (0: only after a reconnect)")
     persist: bool = setting(True, "ABRAR_STREAMS_PERSIST",
                             "save the stream list to DATA_DIR/streams.json and re-create it at start-up")

@@ -3,12 +3,16 @@
 Blocking demux/decode stays off the event loop; every frame and every change of
 connection state is handed to :class:`IngestEvents` callbacks (called on the reader
 thread; the receiver hops to its loop). The reader never gives up: cameras reboot,
-so it keeps retrying with exponential backoff until it is stopped.
+so it keeps retrying until it is stopped: often while an outage is young (most are
+blips or reboots, and a viewer should get the picture back within a probe of the
+camera's return), then backing off with jitter up to a cap.
 """
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +26,13 @@ log = logging.getLogger(__name__)
 # Everything FFmpeg may open on behalf of a camera URL (sub-connections inherit it),
 # so file:, concat:, http:, subfile: and friends can never be read through one.
 PROTOCOL_WHITELIST = "rtsp,rtp,udp,tcp,tls"
+# How long FFmpeg may read to learn the streams' parameters, in microseconds. RTSP
+# cameras describe their codecs in the SDP, so a short probe finds everything; the
+# default (5 s, ended in practice after ~1 s) delayed every (re)connection by a second.
+PROBE_US = 250_000
+# Each retry delay is shortened by up to this share, so streams that lost the same
+# recorder or network do not all knock at the same instant.
+JITTER = 0.25
 
 
 @dataclass(frozen=True)
@@ -40,9 +51,20 @@ class IngestEvents(Protocol):
     def on_disconnected(self, error: str, attempt: int, retry_in: float) -> None: ...
 
 
-def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
-    """Delay before reconnect ``attempt`` (1-based): doubling from ``minimum``, capped."""
-    return min(maximum, minimum * 2 ** max(0, attempt - 1))
+def backoff_delay(outage_s: float, minimum: float, maximum: float, fast_s: float) -> float:
+    """Delay before the next try, ``outage_s`` seconds into an outage (without jitter).
+
+    For the first ``fast_s`` seconds, probe every ``minimum`` seconds; after that the
+    delay grows with the outage (half of the time past ``fast_s``, so each wait is
+    about 1.5x the one before), capped at ``maximum``.
+    """
+    if outage_s < fast_s:
+        return minimum
+    return min(maximum, max(minimum, (outage_s - fast_s) / 2))
+
+
+def jittered(delay: float, rng: random.Random) -> float:
+    return delay * (1.0 - JITTER * rng.random())
 
 
 def open_options(config: StreamsConfig) -> dict[str, str]:
@@ -51,6 +73,7 @@ def open_options(config: StreamsConfig) -> dict[str, str]:
         "protocol_whitelist": PROTOCOL_WHITELIST,
         # socket I/O timeout inside the RTSP demuxer, in microseconds
         "timeout": str(int(config.read_timeout_s * 1e6)),
+        "analyzeduration": str(PROBE_US),
     }
 
 
@@ -76,6 +99,7 @@ class Ingest:
         self.events = events
         self.decode_errors = 0
         self._stop = threading.Event()
+        self._rng = random.Random()
         self._thread = threading.Thread(target=self._run, name=f"ingest-{name}", daemon=True)
 
     def start(self) -> None:
@@ -95,12 +119,17 @@ class Ingest:
 
     def _run(self) -> None:
         attempt = 0
+        outage_since = time.monotonic()
         while not self._stop.is_set():
             got_frames, error = self._session()
             if self._stop.is_set():
                 break
-            attempt = 1 if got_frames else attempt + 1
-            delay = backoff_delay(attempt, self.config.reconnect_min_s, self.config.reconnect_max_s)
+            if got_frames:
+                attempt, outage_since = 0, time.monotonic()
+            attempt += 1
+            cfg = self.config
+            delay = jittered(backoff_delay(time.monotonic() - outage_since, cfg.reconnect_min_s,
+                                           cfg.reconnect_max_s, cfg.reconnect_fast_s), self._rng)
             log.info("stream %s: %s; reconnect %d in %.1f s", redact(self.url), error, attempt, delay)
             self.events.on_disconnected(error, attempt, delay)
             self._stop.wait(delay)

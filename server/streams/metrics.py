@@ -33,9 +33,13 @@ class StreamsCollector(Collector):
                                          labels=["stream"])
         gaps = CounterMetricFamily("abrar_stream_gaps", "Interruptions of the video (drops and stalls)",
                                    labels=["stream"])
-        frames = CounterMetricFamily("abrar_stream_frames", "Frames decoded (in), matted (out) and skipped (dropped)",
+        frames = CounterMetricFamily("abrar_stream_frames", "Frames decoded (in), matted (out), skipped as stale (dropped) "
+                                     "or not matted with nobody watching (idle)",
                                      labels=["stream", "kind"])
         viewers = GaugeMetricFamily("abrar_stream_viewers", "WebRTC viewers watching", labels=["stream"])
+        matting = GaugeMetricFamily("abrar_stream_matting",
+                                    "1 while the stream's frames are matted (a viewer, a recording or matte=always)",
+                                    labels=["stream"])
         recording = GaugeMetricFamily("abrar_stream_recording", "1 while a segment is being recorded",
                                       labels=["stream"])
         now = time.time()
@@ -52,8 +56,10 @@ class StreamsCollector(Collector):
                 age.add_metric([s.id], now - s.last_frame_at)
             reconnects.add_metric([s.id], s.reconnects)
             gaps.add_metric([s.id], s.gap_count)
-            for kind, value in (("in", s.frames_in), ("out", stats.frames), ("dropped", stats.dropped)):
+            for kind, value in (("in", s.frames_in), ("out", stats.frames), ("dropped", stats.dropped),
+                                ("idle", s.frames_idle)):
                 frames.add_metric([s.id, kind], value)
             viewers.add_metric([s.id], len(s.viewers))
+            matting.add_metric([s.id], 1.0 if s.matting else 0.0)
             recording.add_metric([s.id], 1.0 if stats.recording else 0.0)
-        yield from (state, fps, latency, age, reconnects, gaps, frames, viewers, recording)
+        yield from (state, fps, latency, age, reconnects, gaps, frames, viewers, matting, recording)

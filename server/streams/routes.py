@@ -119,6 +119,7 @@ async def recording(request: web.Request) -> web.Response:
 
 async def snapshot(request: web.Request) -> web.Response:
     stream = _manager(request).get(request.match_info["id"])
+    stream.prepare_snapshot()
     return await snapshot_response(stream.pipeline, f"stream-{stream.id}.png", "wait until the stream is live")
 
 

@@ -35,7 +35,7 @@ SCHEMAS = {
             "background": {"type": "string", "pattern": BACKGROUND_PATTERN,
                            "description": f"{CLIENT_SPECS} (default: server setting)"},
             "record": {"type": "boolean", "default": False,
-                       "description": "record VP9-alpha WebM, one segment per camera connection"},
+                       "description": "record VP9-alpha WebM, a new segment per camera connection and every ABRAR_STREAMS_SEGMENT seconds"},
             "require_online": {"type": "boolean", "default": False,
                                "description": "answer 422 instead of retrying in the background when the "
                                               "camera cannot be reached now"},
@@ -64,6 +64,10 @@ SCHEMAS = {
                 "p50": {"type": "number", "nullable": True}, "p95": {"type": "number", "nullable": True}}},
             "frames_in": {"type": "integer"}, "frames_out": {"type": "integer"},
             "frames_dropped": {"type": "integer", "description": "decoded frames skipped because matting was busy"},
+            "frames_idle": {"type": "integer",
+                            "description": "decoded frames not matted because nobody watched or recorded"},
+            "matting": {"type": "boolean", "description": "frames are being matted now: a viewer, a recording, "
+                                                          "or ABRAR_STREAMS_MATTE=always"},
             "decode_errors": {"type": "integer"}, "process_errors": {"type": "integer"},
             "reconnects": {"type": "integer", "description": "times the camera came back after a loss"},
             "reconnect_attempt": {"type": "integer", "description": "failed attempts in a row (0 while live)"},

@@ -5,6 +5,11 @@ on the event loop. Frames are tagged with the connection (``epoch``) and the
 unbroken run of frames (``segment``) they belong to, so the single processing task
 can reset the recurrent state and rotate the recording exactly at the first frame
 after a gap.
+
+By default (``ABRAR_STREAMS_MATTE=on_demand``) a stream that nobody watches and that
+is not recording stays connected and decoded, but its frames skip the network: the
+CPU goes to streams and sessions someone is looking at, and matting resumes at the
+next camera frame once a viewer's offer arrives.
 """
 from __future__ import annotations
 
@@ -117,6 +122,10 @@ class Stream:
         self._segment = 0                 # unbroken run of frames
         self._processed_segment = 0
         self._recording_epoch = 0
+        self._recording_since: float | None = None  # time.monotonic() the current segment began
+        self._idle_frame: av.VideoFrame | None = None  # newest frame not matted, for snapshots
+        self._state_stale = False         # frames were skipped: the recurrent state is out of date
+        self.frames_idle = 0              # frames skipped because nobody watched or recorded
         self._last_frame_mono: float | None = None
         self._in_rate = RateMeter()
         self._slot: LatestFrame[tuple[av.VideoFrame, int, int]] = LatestFrame()
@@ -131,6 +140,11 @@ class Stream:
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @property
+    def matting(self) -> bool:
+        """Whether frames go through the network now (viewers count from their offer on)."""
+        return self.config.matte == "always" or self.record or bool(self.viewers)
 
     def start(self) -> None:
         self._task = self._loop.create_task(self._process_frames(), name=f"stream-{self.id}")
@@ -253,12 +267,21 @@ class Stream:
                 (frame, epoch, segment), received_at = await self._slot.get()
             except StreamClosed:
                 return
-            if segment != self._processed_segment:
+            if not self.matting:
+                self._idle_frame = frame
+                self._state_stale = True
+                self.frames_idle += 1
+                continue
+            self._idle_frame = None
+            if segment != self._processed_segment or self._state_stale:
                 if self._processed_segment:
                     self.pipeline.reset()
                 self._processed_segment = segment
+                self._state_stale = False
             if epoch != self._recording_epoch:
                 await self._rotate_recording(epoch)
+            elif self._segment_full(received_at):
+                await self._next_segment(received_at)
             try:
                 out = await self.pipeline.process(frame, received_at=received_at)
             except Exception as exc:  # one bad frame must not end the stream
@@ -276,13 +299,43 @@ class Stream:
             await self._finish_recording_locked()
             self._recording_epoch = epoch
             if self.record and not self._closing:
-                self.pipeline.start_recording()
+                self._start_recording_locked()
+
+    def _segment_full(self, now: float) -> bool:
+        limit = self.config.segment_s
+        return limit > 0 and self._recording_since is not None and now - self._recording_since >= limit
+
+    async def _next_segment(self, now: float) -> None:
+        """The segment reached its length: record on into a new file from this frame."""
+        async with self._recording_lock:
+            if self.pipeline.recording is None:
+                return
+            finished = self.pipeline.rotate_recording()
+            self._recording_since = now
+            self._background_tasks.add(finished)
+            finished.add_done_callback(self._segment_finished)
+
+    def _segment_finished(self, task: asyncio.Task) -> None:
+        self._background_tasks.discard(task)
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            log.error("stream %s: a recording segment could not be finalised: %s", self.id, task.exception())
+            return
+        path = task.result()
+        if path is not None and path not in self.recordings:
+            self.recordings.append(path)
+
+    def _start_recording_locked(self) -> None:
+        self.pipeline.start_recording()
+        self._recording_since = time.monotonic()
 
     async def _finish_recording(self) -> None:
         async with self._recording_lock:
             await self._finish_recording_locked()
 
     async def _finish_recording_locked(self) -> None:
+        self._recording_since = None
         path = await self.pipeline.stop_recording()
         if path is not None and path not in self.recordings:
             self.recordings.append(path)
@@ -294,7 +347,13 @@ class Stream:
                 await self._finish_recording_locked()
             elif self.state == StreamState.LIVE and self.pipeline.recording is None:
                 self._recording_epoch = self._live_epoch
-                self.pipeline.start_recording()
+                self._start_recording_locked()
+
+    def prepare_snapshot(self) -> None:
+        """While nobody watches, the snapshot is of the newest camera frame, matted or not."""
+        frame = self._idle_frame
+        if frame is not None:
+            self.pipeline.remember(frame.to_ndarray(format="rgb24"))
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -320,6 +379,8 @@ class Stream:
             path = await self.pipeline.close()
             if path is not None and path not in self.recordings:
                 self.recordings.append(path)
+        if self._background_tasks:  # segments still being finalised belong to the final list
+            await asyncio.gather(*self._background_tasks, return_exceptions=True)
         self.state = StreamState.STOPPED
         if join_timeout > 0:
             await asyncio.to_thread(self._ingest.join, join_timeout)
@@ -359,6 +420,8 @@ class Stream:
             "frames_in": self.frames_in,
             "frames_out": stats.frames,
             "frames_dropped": stats.dropped,
+            "frames_idle": self.frames_idle,
+            "matting": self.matting,
             "decode_errors": self._ingest.decode_errors,
             "process_errors": self.process_errors,
             "reconnects": self.reconnects,

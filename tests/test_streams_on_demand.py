@@ -1,0 +1,157 @@
+"""RTSP streams matte on demand and record in segments of a set length.
+
+A real GStreamer RTSP camera, the real app on 127.0.0.1 and a real aiortc viewer:
+a stream nobody watches stays connected but never reaches the network; a viewer's
+offer brings matting back at the next camera frame.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+from api_support import wait_for
+from streams_support import (
+    RtspCamera,
+    Viewer,
+    make_rtsp_clip,
+    require_rtsp_server,
+    start_app,
+)
+
+from matting.video_io import read_alpha_frames
+from server.config import ServerConfig
+from server.streams.config import StreamsConfig
+from server.streams.routes import STREAMS
+
+pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(150)]
+
+
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory, media):
+    require_rtsp_server()
+    clip = tmp_path_factory.getbasetemp() / "rtsp_clip.mp4"
+    if not clip.exists():
+        make_rtsp_clip(media, clip)
+    cam = RtspCamera(clip)
+    cam.start()
+    yield cam
+    cam.kill()
+
+
+def _config(tmp_path, **streams) -> ServerConfig:
+    return ServerConfig(data_dir=tmp_path / "data", recordings_dir=tmp_path / "rec",
+                        streams=StreamsConfig(read_timeout_s=3, persist=False, **streams))
+
+
+class _Api:
+    def __init__(self, http, base, sid):
+        self.http, self.base, self.sid = http, base, sid
+
+    async def state(self) -> dict:
+        async with self.http.get(f"{self.base}/streams/{self.sid}") as resp:
+            assert resp.status == 200
+            return await resp.json()
+
+    def until(self, check):
+        async def predicate():
+            s = await self.state()
+            return s if check(s) else None
+        return predicate
+
+
+async def test_stream_mattes_only_while_watched(camera, runtime, tmp_path):
+    runtime.video_model()  # loaded up front: the resume bound is about scheduling, not a cold model
+    server, http, base = await start_app(_config(tmp_path), runtime)
+    viewer = None
+    try:
+        async with http.post(f"{base}/streams", json={"url": camera.url, "background": "green"}) as resp:
+            created = await resp.json()
+            assert resp.status == 201, created
+        api = _Api(http, base, created["id"])
+        pipeline = server.app[STREAMS].get(created["id"]).pipeline
+        matted: list[float] = []  # when each frame entered the network
+        original = pipeline.process
+        pipeline.process = lambda frame, **kw: (matted.append(time.monotonic()), original(frame, **kw))[1]
+
+        idle = await wait_for(api.until(lambda s: s["frames_in"] >= 45), 30, what="1.5 s of camera frames")
+        assert idle["state"] == "live" and idle["matting"] is False
+        assert matted == [] and idle["frames_out"] == 0 and idle["frames_idle"] > 0, idle
+        assert pipeline._session is None, "the network was set up for a stream nobody watches"
+        # a snapshot still works: RMBG on the newest camera frame
+        async with http.post(f"{base}/streams/{created['id']}/snapshot") as resp:
+            assert resp.status == 200 and resp.content_type == "image/png", await resp.text()
+
+        viewer = Viewer(base, created["id"], audio=False)
+        offered = time.monotonic()
+        await viewer.connect(http)
+        await wait_for(_async(lambda: len(viewer.frames) >= 5), 40, what="the viewer to receive 5 frames")
+        resumed = matted[0] - offered
+        first_frame = viewer.frames[0][0] - offered
+        watched = await api.state()
+        print(f"\non demand: {idle['frames_in']} camera frames, none matted, while unwatched; matting resumed "
+              f"{resumed * 1000:.0f} ms after the viewer's offer, first frame on the viewer after "
+              f"{first_frame:.2f} s")
+        assert watched["matting"] is True and watched["frames_out"] >= 5
+        assert resumed < 1.0, f"matting resumed {resumed:.2f} s after the viewer joined"
+
+        await viewer.close()
+        viewer = None
+        gone = await wait_for(api.until(lambda s: s["viewers"] == 0), 20, what="the server to drop the viewer")
+        assert gone["matting"] is False
+        count = len(matted)
+        await wait_for(api.until(lambda s: s["frames_in"] >= gone["frames_in"] + 30), 20, what="1 s of frames")
+        assert len(matted) <= count + 1, "frames were still matted after the last viewer left"
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await http.close()
+        await server.close()
+
+
+async def test_always_mode_mattes_without_viewers(camera, runtime, tmp_path):
+    server, http, base = await start_app(_config(tmp_path, matte="always"), runtime)
+    try:
+        async with http.post(f"{base}/streams", json={"url": camera.url}) as resp:
+            created = await resp.json()
+        api = _Api(http, base, created["id"])
+        state = await wait_for(api.until(lambda s: s["frames_out"] >= 5), 60, what="5 matted frames")
+        assert state["viewers"] == 0 and state["matting"] is True and state["frames_idle"] == 0
+    finally:
+        await http.close()
+        await server.close()
+
+
+async def test_recording_rotates_by_duration(camera, runtime, tmp_path):
+    segment_s = 1.5
+    server, http, base = await start_app(_config(tmp_path, segment_s=segment_s), runtime)
+    try:
+        async with http.post(f"{base}/streams", json={"url": camera.url, "record": True}) as resp:
+            created = await resp.json()
+            assert resp.status == 201, created
+        api = _Api(http, base, created["id"])
+        await wait_for(api.until(lambda s: len(s["recordings"]) >= 3), 60, interval=0.25,
+                       what="three finished segments")
+        async with http.delete(f"{base}/streams/{created['id']}") as resp:
+            final = await resp.json()
+        assert final["reconnects"] == 0, "segments must come from the duration, not from reconnects"
+        names = [r["name"] for r in final["recordings"]]
+        assert len(set(names)) == len(names) >= 4, names  # the last one is finalised on delete
+        lengths = []
+        for name in names:
+            path = tmp_path / "rec" / name
+            frames = list(read_alpha_frames(path))
+            lengths.append(len(frames))
+            assert frames and frames[0].shape == (288, 512, 4)
+        print(f"\nsegments of {segment_s} s: {len(names)} files, frames {lengths}")
+        # every full segment holds about segment_s of video (matting runs below 30 fps here)
+        assert all(n >= 3 for n in lengths[:-1]), lengths
+        assert not list((tmp_path / "rec").glob("*.part"))
+    finally:
+        await http.close()
+        await server.close()
+
+
+def _async(check):
+    async def predicate():
+        return check()
+    return predicate
