@@ -24,7 +24,10 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 async def healthz(request: web.Request) -> web.Response:
     ctx = context(request)
-    return web.json_response({"status": "ok", "version": VERSION, "device": ctx.runtime.choice.describe()})
+    # Still 200: the process is alive; "degraded" with the reasons tells operators what to fix.
+    problems = jobs.problems(request.app)
+    return web.json_response({"status": "degraded" if problems else "ok", "problems": problems,
+                              "version": VERSION, "device": ctx.runtime.choice.describe()})
 
 
 async def metrics(request: web.Request) -> web.Response:

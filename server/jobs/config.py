@@ -22,12 +22,19 @@ class JobsConfig:
                                     "/remove-bg requests that may wait for a worker; more get 503 and Retry-After")
     result_ttl_s: float = setting(24 * 3600.0, "ABRAR_RESULT_TTL_S",
                                   "seconds a finished job's files are kept before they expire (0: keep forever)")
+    min_free_mb: float = setting(64.0, "ABRAR_MIN_FREE_MB",
+                                 "free space the data dir must keep: below it uploads get 507 and "
+                                 "queued jobs wait (/healthz reports it)")
     cleanup_interval_s: float = setting(60.0, "ABRAR_CLEANUP_INTERVAL_S", "how often expired results are deleted")
     on_restart: str = setting("requeue", "ABRAR_JOBS_ON_RESTART",
                               "what happens to jobs a restart interrupted: run them again from the start, or fail them",
                               choices=("requeue", "fail"))
     max_interruptions: int = setting(3, "ABRAR_JOB_MAX_INTERRUPTIONS",
                                      "restarts a job may be interrupted by before it is failed (stops crash loops)")
+
+    @property
+    def min_free_bytes(self) -> int:
+        return int(self.min_free_mb * 1024 * 1024)
 
     @property
     def max_upload_bytes(self) -> int:

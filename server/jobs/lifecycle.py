@@ -54,7 +54,7 @@ async def _lifecycle(app: web.Application):
 
 def _open(data_dir: Path, cfg: JobsConfig, metrics: JobMetrics) -> tuple[JobFiles, JobStore]:
     """Open the store and resolve what the previous process left behind."""
-    files = JobFiles(data_dir)
+    files = JobFiles(data_dir, cfg.min_free_bytes)
     files.prepare()
     store = JobStore(data_dir / DB_NAME, on_change=metrics.set_counts)
     for r in store.recover(cfg.on_restart, cfg.max_interruptions, expires_at(cfg)):
