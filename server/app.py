@@ -72,7 +72,10 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
         cors_middleware(config.cors_origins),
         error_middleware,
         auth_middleware(config.api_key),
-    ])
+    ], handler_args={
+        # aiohttp closes a connection whose request headers have not arrived in this time
+        "keepalive_timeout": config.read_timeout_s,
+    })
     if config.ice_addresses:
         ice.use_host_addresses(config.ice_addresses.split(","))
     runtime = runtime or MattingRuntime(config.model.runtime_config())

@@ -28,7 +28,7 @@ class ApiError(Exception):
 def _default_code(status: int) -> str:
     return {
         400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-        405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "payload_too_large",
+        405: "method_not_allowed", 408: "request_timeout", 409: "conflict", 410: "gone", 413: "payload_too_large",
         415: "unsupported_media_type", 416: "range_not_satisfiable", 422: "unprocessable",
         429: "too_many_requests", 500: "internal_error", 503: "unavailable", 507: "disk_full",
     }.get(status, "error")
