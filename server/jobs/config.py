@@ -14,6 +14,9 @@ class JobsConfig:
     max_video_pixels: int = setting(3840 * 2160, "ABRAR_MAX_VIDEO_PIXELS",
                                     "largest video frame accepted, width x height in pixels")
     max_video_seconds: float = setting(600.0, "ABRAR_MAX_VIDEO_SECONDS", "longest video accepted, in seconds")
+    max_video_fps: float = setting(60.0, "ABRAR_MAX_VIDEO_FPS",
+                                   "highest frame rate counted on: a video may have at most "
+                                   "ABRAR_MAX_VIDEO_SECONDS x this many frames, whatever its timestamps say")
     workers: int = setting(1, "ABRAR_JOB_WORKERS", "video jobs run at the same time (more only helps on a GPU)")
     queue_size: int = setting(32, "ABRAR_JOB_QUEUE_SIZE",
                               "video jobs that may wait in the queue; more submissions get 503 and Retry-After")
@@ -31,6 +34,10 @@ class JobsConfig:
                               choices=("requeue", "fail"))
     max_interruptions: int = setting(3, "ABRAR_JOB_MAX_INTERRUPTIONS",
                                      "restarts a job may be interrupted by before it is failed (stops crash loops)")
+
+    @property
+    def max_video_frames(self) -> int:
+        return int(self.max_video_seconds * self.max_video_fps)
 
     @property
     def min_free_bytes(self) -> int:

@@ -88,6 +88,8 @@ async def _probe(upload: Upload, cfg) -> dict:
                             f"over the limit of {cfg.max_video_pixels}")
     if info.duration and info.duration > cfg.max_video_seconds:
         raise ApiError(413, f"video lasts {info.duration:.1f} s, over the limit of {cfg.max_video_seconds:g} s")
+    if info.frames > cfg.max_video_frames:
+        raise ApiError(413, f"video has {info.frames} frames, over the limit of {cfg.max_video_frames}")
     return {"width": info.width, "height": info.height, "fps": info.fps, "frames": info.frames,
             "duration": info.duration, "has_audio": info.has_audio, "codec": info.codec,
             "bytes": upload.size}

@@ -168,7 +168,7 @@ class JobRunner:
     def _run(self, job: Job, running: _Running) -> _Outcome:
         """Matte the job's video; returns how it ended, which the event loop records."""
         from matting.compositing import parse_background
-        from matting.video_file import VideoOptions, matte_video_file
+        from matting.video_file import VideoLimits, VideoOptions, matte_video_file
 
         opts = job.options
         src = self.files.file(job.id, job.input_name)
@@ -184,7 +184,9 @@ class JobRunner:
                 bitrate=opts.get("bitrate"), keep_audio=opts.get("keep_audio", True),
                 downsample_ratio=opts.get("downsample_ratio"))
             session = self.runtime.new_session(downsample_ratio=opts.get("downsample_ratio"))
-            matte_video_file(src, dst, session, options, progress=progress, cancel=running.cancel)
+            limits = VideoLimits(max_pixels=self.config.max_video_pixels, max_seconds=self.config.max_video_seconds,
+                                 max_frames=self.config.max_video_frames)
+            matte_video_file(src, dst, session, options, progress=progress, cancel=running.cancel, limits=limits)
         except Exception as exc:  # any failure becomes the job's error text
             if not running.cancel.is_set():
                 dst.unlink(missing_ok=True)
