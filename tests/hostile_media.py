@@ -1,13 +1,17 @@
-"""Hostile inputs crafted with PyAV and FFmpeg: videos that change size mid-stream or
-squeeze their timestamps, short videos with hours of audio."""
+"""Hostile inputs crafted with PyAV, FFmpeg and Pillow: videos that change size mid-stream or
+squeeze their timestamps, short videos with hours of audio, tiny images whose headers lie."""
 from __future__ import annotations
 
+import io
+import struct
 import subprocess
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 
 def _frame(photo: np.ndarray, width: int, height: int) -> av.VideoFrame:
@@ -73,3 +77,23 @@ def long_audio_video(path: Path, video_s: float, audio_s: float, size: tuple[int
                     "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
                     "-c:a", "aac", "-b:a", "32k", str(path)], check=True, timeout=60)
     return path
+
+
+def lying_jpeg(width: int, height: int) -> bytes:
+    """A complete 16x16 JPEG whose frame header is patched to say ``width`` x ``height``."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def lying_png(width: int, height: int) -> bytes:
+    """A valid PNG header for ``width`` x ``height`` RGB followed by one row of pixel data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    one_row = zlib.compress(b"\0" + b"\x80" * (3 * width), 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", one_row) + chunk(b"IEND", b"")
