@@ -23,6 +23,8 @@ async def json_body(request: web.Request) -> dict:
         data = json.loads(await request.text() or "{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "body is nested too deeply to be a request") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object")
     return data

@@ -46,6 +46,9 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except ApiError as exc:
         return json_error(exc.status, exc.message, exc.code, headers=exc.headers, **exc.extra)
+    except ConnectionResetError:  # the client went away mid-request: nobody to answer, nothing broken
+        log.info("%s %s: the client closed the connection", request.method, request.path)
+        return json_error(400, "the client closed the connection")
     except WeightsError as exc:
         # Missing or broken weights: the message says which file to put where.
         return json_error(503, str(exc), code="model_unavailable")

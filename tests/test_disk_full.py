@@ -101,3 +101,15 @@ async def test_full_disk_fails_the_job_and_the_worker_survives(runtime, media, s
             assert job["status"] != "failed", job
             return job["status"] == "completed"
         await wait_for(completed, 120, what="the next job to complete")
+
+
+async def test_disk_filling_up_during_an_upload_is_507(runtime, small_disk):
+    """Enough free space when the upload starts, not by its end: 507, the partial file removed."""
+    data = small_disk / "data"
+    big = bytes(range(256)) * (30 * 4096)  # 30 MiB, more than the whole 24 MiB disk
+    async with api_client(runtime, data, min_free_mb=1.0) as client:
+        for path in ("/remove-bg", "/remove-bg-video"):
+            resp = await client.post(path, data=form(big, "big.png", content_type="image/png"))
+            assert resp.status == 507, await resp.text()
+            assert (await resp.json())["error"]["code"] == "disk_full"
+            assert list((data / "uploads").iterdir()) == []

@@ -5,6 +5,7 @@ from aiohttp import web
 
 from server.bodies import json_body, sdp_offer
 from server.context import context
+from server.downloads import file_response
 from server.errors import ApiError
 from server.live.backgrounds import background_from_request, parse_client_background
 from server.live.pipeline import LivePipeline, NoFrameError
@@ -98,8 +99,8 @@ async def recording_file(request: web.Request) -> web.FileResponse:
     path = find_recording(context(request).config.recordings_dir, name)
     if path is None:
         raise ApiError(404, f"no recording named {name!r}")
-    return web.FileResponse(path, headers={"Content-Type": "video/webm",
-                                           "Content-Disposition": f'attachment; filename="{path.name}"'})
+    return file_response(request, path, {"Content-Type": "video/webm",
+                                         "Content-Disposition": f'attachment; filename="{path.name}"'})
 
 
 def add_routes(app: web.Application) -> None:
