@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiortc import RTCSessionDescription
 
@@ -43,8 +43,8 @@ async def file_part(request: web.Request, name: str, limit: int) -> bytes:
     """The ``name`` part of a multipart body, refused past ``limit`` bytes while reading."""
     try:
         reader = await request.multipart()
-        async for part in reader:
-            if part.name != name:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name != name:
                 continue
             data = bytearray()
             while chunk := await part.read_chunk(64 * 1024):

@@ -5,9 +5,9 @@ import asyncio
 import dataclasses
 import subprocess
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer

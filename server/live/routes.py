@@ -66,11 +66,11 @@ async def recording(request: web.Request) -> web.Response:
     if action == "stop":
         if session.pipeline.recording is None:
             raise ApiError(409, "this session is not recording")
-        path = await session.pipeline.stop_recording()
-        if path is None:
+        stopped = await session.pipeline.stop_recording()
+        if stopped is None:
             return web.json_response({"recording": False, "name": None, "url": None, "bytes": 0})
-        return web.json_response({"recording": False, "name": path.name, "url": recording_url(path.name),
-                                  "bytes": path.stat().st_size})
+        return web.json_response({"recording": False, "name": stopped.name, "url": recording_url(stopped.name),
+                                  "bytes": stopped.stat().st_size})
     raise ApiError(400, 'expected {"action": "start"} or {"action": "stop"}')
 
 

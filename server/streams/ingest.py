@@ -164,7 +164,8 @@ class Ingest:
         camera's audio cannot be decoded at all, which must not cost the video."""
         try:
             for frame in packet.decode():
-                self.events.on_audio(frame)
+                if isinstance(frame, av.AudioFrame):
+                    self.events.on_audio(frame)
         except av.InvalidDataError:
             self.decode_errors += 1
         except av.FFmpegError as exc:
