@@ -75,7 +75,9 @@ def _uploads_left(tmp_path) -> list[str]:
 
 async def test_image_bad_input(runtime, files, tmp_path):
     async with api_client(runtime, tmp_path / "data", **LIMITS) as client:
-        post = lambda data, **params: client.post("/remove-bg", data=data, params=params)
+        def post(data, **params):
+            return client.post("/remove-bg", data=data, params=params)
+
         await _error(await post(form(files["corrupt_png"], "x.png")), 400, "image")
         await _error(await post(form(files["truncated_jpeg"], "x.jpg")), 400, "truncated")
         await _error(await post(form(files["text"], "x.png")), 415, "jpeg, png or webp")
@@ -102,7 +104,9 @@ async def test_image_bad_input(runtime, files, tmp_path):
 
 async def test_video_bad_input(runtime, files, tmp_path):
     async with api_client(runtime, tmp_path / "data", **LIMITS) as client:
-        post = lambda data, **params: client.post("/remove-bg-video", data=data, params=params)
+        def post(data, **params):
+            return client.post("/remove-bg-video", data=data, params=params)
+
         await _error(await post(form(b"", "empty.mp4")), 400, "empty")
         await _error(await post(form(files["audio_only"], "tone.m4a")), 415, "no video stream")
         await _error(await post(form(files["audio_mkv"], "tone.mkv")), 415, "no video stream")

@@ -9,9 +9,8 @@ import threading
 
 import av
 import pytest
-from api_support import wait_for
-from streams_support import free_port, start_app
 
+from api_support import wait_for
 from server.config import ServerConfig
 from server.streams.config import StreamsConfig
 from server.streams.ingest import (
@@ -27,6 +26,7 @@ from server.streams.urls import (
     redact,
     redact_text,
 )
+from streams_support import free_port, start_app
 
 pytestmark = pytest.mark.timeout(60)
 
