@@ -35,6 +35,7 @@ def load_image(source: Path | str | bytes | BinaryIO, *, max_pixels: int = 50_00
                                       f"over the limit of {max_pixels / 1e6:.0f} MP")
             if w == 0 or h == 0:
                 raise ImageInputError("image has no pixels")
+            _check_size_plausible(stream.getbuffer(), im)
             im.load()
             return _to_rgb(ImageOps.exif_transpose(im))
     except ImageInputError:
@@ -47,7 +48,33 @@ def load_image(source: Path | str | bytes | BinaryIO, *, max_pixels: int = 50_00
         raise ImageInputError(f"corrupt or truncated image: {exc}") from None
 
 
-def _open_bytes(source) -> BinaryIO:
+# Markers of arithmetic-coded JPEG frames (SOF9-11, SOF13-15): no bits-per-block floor applies.
+_ARITHMETIC_SOF = tuple(bytes([0xFF, m]) for m in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
+def _check_size_plausible(data: memoryview, im: Image.Image) -> None:
+    """Refuse a file too small to hold the image its header declares, before decoding it.
+
+    Decoders fill what a truncated file lacks with grey, so a few hundred bytes that
+    declare 6000x6000 would otherwise decode, and be matted, at full size. The floors
+    are hard: deflate (PNG) never compresses better than 1032:1, and even a 1-bit image
+    has ``ceil(w / 8)`` bytes a row; Huffman-coded JPEG spends at least one bit per 8x8
+    block of its full-resolution component.
+    """
+    w, h = im.size
+    nbytes = data.nbytes
+    if im.format == "PNG":
+        floor = h * (1 + (w + 7) // 8) // 1032
+    elif im.format == "JPEG" and not any(m in bytes(data[:1 << 20]) for m in _ARITHMETIC_SOF):
+        floor = ((w + 7) // 8) * ((h + 7) // 8) // 8
+    else:
+        return
+    if nbytes < floor:
+        raise ImageInputError(f"truncated or corrupt image: {nbytes} bytes cannot hold the {w}x{h} "
+                              f"pixels its header declares (at least {floor} bytes)")
+
+
+def _open_bytes(source) -> io.BytesIO:
     if isinstance(source, (str, Path)):
         path = Path(source)
         try:

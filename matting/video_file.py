@@ -51,6 +51,17 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
+class VideoLimits:
+    """Bounds checked on every decoded frame and packet, not only on what the container
+    declares: a stream may change size mid-way or squeeze thousands of frames into
+    a declared split second."""
+
+    max_pixels: int = MAX_PIXELS        # per frame, as decoded
+    max_seconds: float = MAX_DURATION   # the last video or audio timestamp
+    max_frames: int = int(MAX_DURATION * 60)
+
+
+@dataclass(frozen=True)
 class VideoOptions:
     background: Background
     crf: int | None = None
@@ -135,15 +146,16 @@ def check_output(dst: Path | str, options: VideoOptions) -> str:
 
 def matte_video_file(src: Path | str, dst: Path | str, session, options: VideoOptions, *,
                      progress: Callable[[VideoProgress], None] | None = None,
-                     cancel: threading.Event | None = None) -> VideoResult:
+                     cancel: threading.Event | None = None, limits: VideoLimits = VideoLimits()) -> VideoResult:
     """Matte every frame of ``src`` with ``session`` (``process(rgb) -> MatteResult``) into ``dst``.
 
     Transparent backgrounds give VP9-alpha WebM (or ProRes 4444 .mov); others an
     opaque video. The source audio is copied when the container takes its codec,
     else re-encoded. Raises VideoCancelled when ``cancel`` is set (the partial
-    output is removed), VideoInputError for undecodable input.
+    output is removed), VideoInputError for undecodable input or input past ``limits``.
+    Frames that change size within the limits are scaled to the first frame's size.
     """
-    info = probe_video(src)
+    info = probe_video(src, max_pixels=limits.max_pixels, max_duration=limits.max_seconds)
     container = check_output(dst, options)
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.partial")
@@ -166,7 +178,7 @@ def matte_video_file(src: Path | str, dst: Path | str, session, options: VideoOp
                                  copy_audio_from=audio if copy else None)
             workers = [
                 threading.Thread(target=pipe.run, name="matte-decode", daemon=True,
-                                 args=(_decode(inp, video, audio, copy, writer, stages), pipe.decoded)),
+                                 args=(_decode(inp, video, audio, copy, writer, stages, limits), pipe.decoded)),
                 threading.Thread(target=pipe.run, name="matte-infer", daemon=True,
                                  args=(_infer(pipe, session, options.background, stages), pipe.matted)),
             ]
@@ -255,12 +267,17 @@ class _Pipeline:
             raise self.error
 
 
-def _decode(inp, video, audio, copy: bool, writer: VideoWriter, stages: dict) -> Iterator:
+def _decode(inp, video, audio, copy: bool, writer: VideoWriter, stages: dict, limits: VideoLimits) -> Iterator:
     """Yield (rgb, t) per video frame; audio goes straight to the writer on the way."""
     streams = [video] if audio is None else [video, audio]
     t = 0.0
+    frames = 0
+    size: tuple[int, int] | None = None  # the first frame's, as decoded (before rotation)
     try:
         for packet in inp.demux(*streams):
+            if packet.pts is not None and packet.time_base is not None:
+                _check_time(float(packet.pts * packet.time_base), "audio" if packet.stream is audio else "video",
+                            limits)
             if packet.stream is audio:
                 if copy:
                     writer.write_audio_packet(packet)
@@ -270,7 +287,11 @@ def _decode(inp, video, audio, copy: bool, writer: VideoWriter, stages: dict) ->
                 continue
             t0 = time.perf_counter()
             for frame in packet.decode():
-                rgb = frame.to_ndarray(format="rgb24")
+                frames += 1
+                _check_frame(frame, frames, limits)
+                size = size or (frame.width, frame.height)
+                # a size change within the limits: scaled back, so the work per frame stays bounded
+                rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
                 turns = _quarter_turns(frame)
                 if turns:
                     rgb = np.ascontiguousarray(np.rot90(rgb, turns))
@@ -281,6 +302,21 @@ def _decode(inp, video, audio, copy: bool, writer: VideoWriter, stages: dict) ->
             stages["decode"] += time.perf_counter() - t0
     except av.FFmpegError as exc:
         raise VideoInputError(f"the input is damaged near {t or 0:.2f} s ({exc.strerror or exc})") from exc
+
+
+def _check_time(t: float, kind: str, limits: VideoLimits) -> None:
+    if t > limits.max_seconds:
+        raise VideoInputError(f"the {kind} goes on past {limits.max_seconds:g} s, over the limit")
+
+
+def _check_frame(frame: av.VideoFrame, count: int, limits: VideoLimits) -> None:
+    """Before the frame is converted: a size or a count over the limits stops the job."""
+    if frame.width * frame.height > limits.max_pixels:
+        raise VideoInputError(f"frame {count} is {frame.width}x{frame.height}, over the limit of "
+                              f"{limits.max_pixels} pixels per frame (the video changes size mid-stream)")
+    if count > limits.max_frames:
+        raise VideoInputError(f"the video has more than {limits.max_frames} frames, over the limit "
+                              "(its timestamps may be squeezed)")
 
 
 def _infer(pipe: _Pipeline, session, background: Background, stages: dict) -> Iterator:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from matting.config import RuntimeConfig
-from matting.video_file import VideoCancelled, VideoOptions, VideoProgress
+from matting.video_file import VideoCancelled, VideoLimits, VideoOptions, VideoProgress
 
 # Niceness of the child (as matting.cutout_process).
 NICENESS = 10
@@ -32,16 +32,18 @@ class VideoProcessError(RuntimeError):
 
 
 def matte_video_file_in_process(config: RuntimeConfig, threads: int, src: Path, dst: Path, options: VideoOptions, *,
+                                limits: VideoLimits | None = None,
                                 progress: Callable[[VideoProgress], None] | None = None,
                                 cancel: threading.Event | None = None) -> None:
     """Like :func:`matting.video_file.matte_video_file` with a session from ``config``'s
     runtime, run in a child with ``threads`` threads. Raises ValueError (with the
-    user-facing text) for bad input, VideoCancelled when cancelled, VideoProcessError else."""
+    user-facing text) for bad input, VideoCancelled when cancelled, OSError (with its errno,
+    so a full disk is told apart) for a failed read or write, VideoProcessError else."""
     ctx = multiprocessing.get_context("spawn")  # not fork: the parent's threads would be copied mid-flight
     receive, send = ctx.Pipe(duplex=False)
     stop = ctx.Event()
     config = dataclasses.replace(config, threads=threads)
-    child = ctx.Process(target=_child_main, args=(config, str(src), str(dst), options, send, stop),
+    child = ctx.Process(target=_child_main, args=(config, str(src), str(dst), options, limits or VideoLimits(), send, stop),
                         name="video-job", daemon=True)
     child.start()
     send.close()
@@ -65,6 +67,8 @@ def matte_video_file_in_process(config: RuntimeConfig, threads: int, src: Path, 
                 raise VideoCancelled("cancelled")
             elif kind == "invalid":
                 raise ValueError(payload)
+            elif kind == "oserror":
+                raise OSError(*payload)
             elif kind == "error":
                 raise VideoProcessError(payload)
     finally:
@@ -76,7 +80,8 @@ def matte_video_file_in_process(config: RuntimeConfig, threads: int, src: Path, 
         receive.close()
 
 
-def _child_main(config: RuntimeConfig, src: str, dst: str, options: VideoOptions, send: Any, stop: Any) -> None:
+def _child_main(config: RuntimeConfig, src: str, dst: str, options: VideoOptions, limits: VideoLimits,
+                send: Any, stop: Any) -> None:
     try:
         os.nice(NICENESS)
     except OSError:  # a sandbox may refuse; the own GIL is the larger part
@@ -86,12 +91,15 @@ def _child_main(config: RuntimeConfig, src: str, dst: str, options: VideoOptions
         from matting.video_file import matte_video_file
 
         session = MattingRuntime(config).new_session(downsample_ratio=options.downsample_ratio)
-        matte_video_file(src, dst, session, options, progress=lambda p: send.send(("progress", p)), cancel=stop)
+        matte_video_file(src, dst, session, options, progress=lambda p: send.send(("progress", p)), cancel=stop,
+                         limits=limits)
         send.send(("done", None))
     except VideoCancelled:
         send.send(("cancelled", None))
     except ValueError as exc:  # bad input: VideoInputError and option errors carry user-facing text
         send.send(("invalid", str(exc)))
+    except OSError as exc:  # the parent tells a full disk apart by its errno
+        send.send(("oserror", (exc.errno, exc.strerror or str(exc))))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the job
         send.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:

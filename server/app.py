@@ -26,7 +26,10 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 async def healthz(request: web.Request) -> web.Response:
     ctx = context(request)
-    return web.json_response({"status": "ok", "version": VERSION, "device": ctx.runtime.choice.describe()})
+    # Still 200: the process is alive; "degraded" with the reasons tells operators what to fix.
+    problems = jobs.problems(request.app)
+    return web.json_response({"status": "degraded" if problems else "ok", "problems": problems,
+                              "version": VERSION, "device": ctx.runtime.choice.describe()})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -92,7 +95,10 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
         cors_middleware(config.cors_origins),
         error_middleware,
         auth_middleware(config.api_key),
-    ])
+    ], handler_args={
+        # aiohttp closes a connection whose request headers have not arrived in this time
+        "keepalive_timeout": config.read_timeout_s,
+    })
     if config.ice_addresses:
         ice.use_host_addresses(config.ice_addresses.split(","))
     runtime = runtime or MattingRuntime(config.model.runtime_config())

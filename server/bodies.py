@@ -5,7 +5,7 @@ import io
 import json
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiortc import RTCSessionDescription
 
@@ -25,6 +25,8 @@ async def json_body(request: web.Request) -> dict:
         data = json.loads(await request.text() or "{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "body is nested too deeply to be a request") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object")
     return data
@@ -43,8 +45,8 @@ async def file_part(request: web.Request, name: str, limit: int) -> bytes:
     """The ``name`` part of a multipart body, refused past ``limit`` bytes while reading."""
     try:
         reader = await request.multipart()
-        async for part in reader:
-            if part.name != name:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name != name:
                 continue
             data = bytearray()
             while chunk := await part.read_chunk(64 * 1024):

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from server import settings
+from server import logs, settings
 
 EPILOG = """examples:
   abrar serve                                  start the server on 127.0.0.1:8080
@@ -84,7 +83,7 @@ def cmd_serve(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(config.log_level, secrets=[config.api_key])
     print("abrar configuration:")
     for name, value in settings.describe(config):
         print(f"  {name} = {value}")

@@ -75,6 +75,9 @@ class ServerConfig:
     ice_addresses: str = setting("", "ABRAR_ICE_ADDRESSES",
                                  "comma-separated IPs offered as WebRTC host candidates "
                                  "(default: every non-loopback interface; 127.0.0.1 for loopback only)")
+    read_timeout_s: float = setting(30.0, "ABRAR_READ_TIMEOUT_S",
+                                    "seconds a client may take to send its request headers, or stay silent "
+                                    "while sending a body; then the connection is closed (408 for a body)")
     log_level: str = setting("info", "ABRAR_LOG_LEVEL", "logging level",
                              choices=("debug", "info", "warning", "error"))
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from matting.cutout_process import CutoutProcessDied
 from matting.weights import WeightsError
+from server.disk import DISK_FULL_MESSAGE, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,9 @@ class ApiError(Exception):
 def _default_code(status: int) -> str:
     return {
         400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-        405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "payload_too_large",
+        405: "method_not_allowed", 408: "request_timeout", 409: "conflict", 410: "gone", 413: "payload_too_large",
         415: "unsupported_media_type", 416: "range_not_satisfiable", 422: "unprocessable",
-        429: "too_many_requests", 500: "internal_error", 503: "unavailable",
+        429: "too_many_requests", 500: "internal_error", 503: "unavailable", 507: "disk_full",
     }.get(status, "error")
 
 
@@ -46,6 +47,9 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except ApiError as exc:
         return json_error(exc.status, exc.message, exc.code, headers=exc.headers, **exc.extra)
+    except ConnectionResetError:  # the client went away mid-request: nobody to answer, nothing broken
+        log.info("%s %s: the client closed the connection", request.method, request.path)
+        return json_error(400, "the client closed the connection")
     except WeightsError as exc:
         # Missing or broken weights: the message says which file to put where.
         return json_error(503, str(exc), code="model_unavailable")
@@ -57,6 +61,9 @@ async def error_middleware(request: web.Request, handler):
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         return json_error(exc.status, message, headers=headers)
-    except Exception:  # noqa: BLE001 - the client gets a JSON 500, the log gets the trace
+    except Exception as exc:  # noqa: BLE001 - the client gets a JSON 500, the log gets the trace
+        if is_disk_full(exc):  # an upload or a job record could not be written
+            log.warning("%s %s: %s", request.method, request.path, exc)
+            return json_error(507, DISK_FULL_MESSAGE)
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_error(500, "internal server error; see the server log")

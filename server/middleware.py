@@ -20,7 +20,8 @@ def auth_middleware(api_key: str | None):
         if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
         given = request.headers.get("X-API-Key") or request.query.get("api_key") or ""
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
+        # surrogateescape: a header with non-UTF-8 bytes is a wrong key, not a crash
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), api_key.encode()):
             return json_error(401, "missing or wrong API key: send it in the X-API-Key header")
         return await handler(request)
 

@@ -5,9 +5,9 @@ import asyncio
 import dataclasses
 import subprocess
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
@@ -20,9 +20,11 @@ CLIP_SOURCE = "video/pixabay_thoughtful_35590_8s_640x360.mp4"
 
 
 @asynccontextmanager
-async def api_client(runtime, data_dir: Path, **jobs: object) -> AsyncIterator[TestClient]:
-    """The real app (all features) on 127.0.0.1 with the session's runtime; ``jobs`` overrides JobsConfig."""
-    config = ServerConfig(data_dir=data_dir, jobs=dataclasses.replace(JobsConfig(), **jobs))
+async def api_client(runtime, data_dir: Path, server: dict | None = None,
+                     **jobs: object) -> AsyncIterator[TestClient]:
+    """The real app (all features) on 127.0.0.1 with the session's runtime; ``server`` overrides
+    ServerConfig fields, ``jobs`` JobsConfig ones."""
+    config = ServerConfig(data_dir=data_dir, jobs=dataclasses.replace(JobsConfig(), **jobs), **(server or {}))
     app = create_app(config, runtime=runtime)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield client

@@ -21,3 +21,11 @@ def setup(app: web.Application) -> None:
     from server.jobs.lifecycle import install
 
     install(app)
+
+
+def problems(app: web.Application) -> list[str]:
+    """What keeps video jobs from running (a full disk ...), for /healthz; empty when fine."""
+    from server.jobs.state import JOBS
+
+    state = app.get(JOBS)
+    return state.runner.problems() if state is not None else []

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.disk import DISK_FULL_MESSAGE, free_bytes
 from server.errors import ApiError
 
 _ID = re.compile(r"[0-9a-f]{32}")
@@ -30,6 +31,8 @@ class JobFiles:
     """``<data>/jobs/<id>/`` per job, ``<data>/uploads/`` for uploads still arriving."""
 
     data_dir: Path
+    # Below this much free space the disk counts as full: uploads are refused.
+    min_free_bytes: int = 0
 
     @property
     def jobs_dir(self) -> Path:
@@ -52,7 +55,13 @@ class JobFiles:
             raise ValueError(f"bad stored file name {name!r}")
         return self.job_dir(job_id) / name
 
+    def disk_full(self) -> bool:
+        return free_bytes(self.data_dir) < max(1, self.min_free_bytes)
+
     def new_upload(self) -> Path:
+        """Where the next upload goes; 507 while the disk is full."""
+        if self.disk_full():
+            raise ApiError(507, DISK_FULL_MESSAGE)
         return self.uploads_dir / f"{uuid.uuid4().hex}.part"
 
     def adopt(self, job_id: str, upload: Path, name: str) -> Path:

@@ -47,25 +47,26 @@ async def remove_bg(request: web.Request) -> web.Response:
                             "or pick a background colour")
     state = jobs_state(request)
     cfg = state.config
-    if state.images_pending >= cfg.image_workers + cfg.image_queue_size:
-        state.metrics.rejected.labels(queue="images").inc()
-        raise busy(f"too many images in progress ({state.images_pending}); retry shortly", retry_after_s=5)
-    state.images_pending += 1
-    upload = None
+    # The slot is taken only once the upload has arrived: slow senders must not hold one.
+    upload = await receive_file(request, state.files.new_upload(), cfg.max_upload_bytes)
     try:
-        upload = await receive_file(request, state.files.new_upload(), cfg.max_upload_bytes)
         if sniff_image(upload.head()) is None:
             raise ApiError(415, "not a supported image: send a JPEG, PNG or WebP file")
-        started = time.perf_counter()
-        body = await asyncio.get_running_loop().run_in_executor(
-            state.images, _cut_out, context(request).runtime, upload.path, q["background_type"],
-            q["format"], cfg.max_image_pixels)
-        elapsed = time.perf_counter() - started
+        if state.images_pending >= cfg.image_workers + cfg.image_queue_size:
+            state.metrics.rejected.labels(queue="images").inc()
+            raise busy(f"too many images in progress ({state.images_pending}); retry shortly", retry_after_s=5)
+        state.images_pending += 1
+        try:
+            started = time.perf_counter()
+            body = await asyncio.get_running_loop().run_in_executor(
+                state.images, _cut_out, context(request).runtime, upload.path, q["background_type"],
+                q["format"], cfg.max_image_pixels)
+            elapsed = time.perf_counter() - started
+        finally:
+            state.images_pending -= 1
         state.metrics.inference.labels(kind="image").observe(elapsed)
     finally:
-        state.images_pending -= 1
-        if upload is not None:
-            upload.discard()
+        upload.discard()
     suffix = "png" if q["format"] == "png" else "jpg"
     name = f"{safe_stem(upload.filename)}-{q['background_type'].lstrip('#')}.{suffix}"
     return web.Response(body=body, content_type=_MEDIA_TYPES[q["format"]], headers={

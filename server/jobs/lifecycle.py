@@ -56,11 +56,12 @@ async def _lifecycle(app: web.Application):
 
 def _open(data_dir: Path, cfg: JobsConfig, metrics: JobMetrics) -> tuple[JobFiles, JobStore]:
     """Open the store and resolve what the previous process left behind."""
-    files = JobFiles(data_dir)
+    files = JobFiles(data_dir, cfg.min_free_bytes)
     files.prepare()
     store = JobStore(data_dir / DB_NAME, on_change=metrics.set_counts)
     for r in store.recover(cfg.on_restart, cfg.max_interruptions, expires_at(cfg)):
         job = store.get(r.job_id)
+        assert job is not None  # recover() has just updated it
         files.remove_outputs(job.id, keep=job.input_name)  # half-written output
         if r.status == "failed":
             files.remove_file(job.id, job.input_name)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import replace
 
 from aiohttp import web
 
+from server.downloads import file_response
 from server.errors import ApiError
 from server.jobs import params
 from server.jobs.files import check_id, new_id
@@ -88,6 +90,8 @@ async def _probe(upload: Upload, cfg) -> dict:
                             f"over the limit of {cfg.max_video_pixels}")
     if info.duration and info.duration > cfg.max_video_seconds:
         raise ApiError(413, f"video lasts {info.duration:.1f} s, over the limit of {cfg.max_video_seconds:g} s")
+    if info.frames > cfg.max_video_frames:
+        raise ApiError(413, f"video has {info.frames} frames, over the limit of {cfg.max_video_frames}")
     return {"width": info.width, "height": info.height, "fps": info.fps, "frames": info.frames,
             "duration": info.duration, "has_audio": info.has_audio, "codec": info.codec,
             "bytes": upload.size}
@@ -106,7 +110,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     next_url = None
     if nxt < total:
         next_url = f"/jobs?limit={q['limit']}&offset={nxt}" + (f"&status={q['status']}" if q["status"] else "")
-    return web.json_response({"jobs": [job_json(j) for j in jobs], "total": total,
+    return web.json_response({"jobs": [job_json(_result_checked(state, j)) for j in jobs], "total": total,
                               "limit": q["limit"], "offset": q["offset"], "next": next_url})
 
 
@@ -120,9 +124,21 @@ async def _get_job(request: web.Request) -> tuple[JobsState, Job]:
     return state, job
 
 
+_RESULT_MISSING = "the result file is missing from the server (deleted or lost); submit the video again"
+
+
+def _result_checked(state: JobsState, job: Job) -> Job:
+    """A completed job whose result file has gone (deleted by hand, a lost disk) says so."""
+    if job.status != "completed" or job.expired or not job.result_name:
+        return job
+    if state.files.file(job.id, job.result_name).is_file():
+        return job
+    return replace(job, expired=True, error=_RESULT_MISSING)
+
+
 async def get_job(request: web.Request) -> web.Response:
-    _, job = await _get_job(request)
-    return web.json_response(job_json(job))
+    state, job = await _get_job(request)
+    return web.json_response(job_json(_result_checked(state, job)))
 
 
 async def get_result(request: web.Request) -> web.StreamResponse:
@@ -134,12 +150,13 @@ async def get_result(request: web.Request) -> web.StreamResponse:
         raise ApiError(409, f"job {job.status}, it has no result" + (f": {job.error}" if job.error else ""),
                        code=f"job_{job.status}")
     path = state.files.file(job.id, job.result_name) if job.result_name else None
-    expired = job.expired or (job.expires_at is not None and job.expires_at <= time.time())
-    if expired or path is None or not path.is_file():
+    if job.expired or (job.expires_at is not None and job.expires_at <= time.time()):
         raise ApiError(410, "the result has expired and was deleted; submit the video again", code="expired")
+    if path is None or not path.is_file():
+        raise ApiError(410, _RESULT_MISSING, code="result_missing")
     fmt = job.options["format"]
     name = f"{safe_stem(job.filename)}-{job.options['background_type'].lstrip('#')}.{fmt}"
-    return web.FileResponse(path, headers={
+    return file_response(request, path, {
         "Content-Type": FORMATS[fmt],
         "Content-Disposition": f'attachment; filename="{name}"',
     })

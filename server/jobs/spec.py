@@ -56,8 +56,10 @@ PATHS: dict[str, Any] = {
                                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
             **_COMMON,
             "413": _err("Upload or image dimensions over the limit"),
+            "408": _err("The upload stalled (nothing arrived for ABRAR_READ_TIMEOUT_S)"),
             "415": _err("Not multipart/form-data, or the file is not a JPEG, PNG or WebP"),
             "503": _err("Too many images in progress", retry_after=True),
+            "507": _err("The server's disk is full"),
         },
     }},
     "/remove-bg-video": {"post": {
@@ -84,8 +86,10 @@ PATHS: dict[str, Any] = {
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobAccepted"}}}},
             **_COMMON,
             "413": _err("Upload, resolution or duration over the limit"),
+            "408": _err("The upload stalled (nothing arrived for ABRAR_READ_TIMEOUT_S)"),
             "415": _err("Not multipart/form-data, or the file is not a video with a video stream"),
             "503": _err("The job queue is full", retry_after=True),
+            "507": _err("The server's disk is full"),
         },
     }},
     "/jobs": {"get": {
@@ -136,8 +140,9 @@ PATHS: dict[str, Any] = {
             **_COMMON,
             "404": _err("No such job"),
             "409": _err("The job is not completed (queued, running, failed or cancelled)"),
-            "410": _err("The result expired and was deleted"),
-            "416": {"description": "Range not satisfiable"},
+            "410": _err("The result expired and was deleted (code expired), or its file is missing "
+                        "(code result_missing)"),
+            "416": _err("Range not satisfiable (Content-Range: bytes */SIZE)"),
         },
     }},
 }

@@ -1,13 +1,19 @@
 """Multipart uploads streamed to disk in chunks, with a size limit; never held whole in memory."""
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from server.context import context
 from server.errors import ApiError
+
+T = TypeVar("T")
 
 FIELD = "file"
 _CHUNK = 256 * 1024
@@ -64,6 +70,7 @@ async def receive_file(request: web.Request, target: Path, max_bytes: int) -> Up
 
 
 async def _receive(request: web.Request, target: Path, max_bytes: int) -> Upload:
+    idle_s = context(request).config.read_timeout_s
     try:
         reader = await request.multipart()
     except _MALFORMED as exc:
@@ -71,7 +78,7 @@ async def _receive(request: web.Request, target: Path, max_bytes: int) -> Upload
     upload: Upload | None = None
     while True:
         try:
-            part = await reader.next()
+            part = await _within(reader.next(), request, idle_s)
         except _MALFORMED as exc:
             raise _malformed(exc) from None
         if part is None:
@@ -79,7 +86,7 @@ async def _receive(request: web.Request, target: Path, max_bytes: int) -> Upload
         if not isinstance(part, BodyPartReader) or part.name != FIELD or upload is not None:
             name = getattr(part, "name", None)
             raise ApiError(400, f"unexpected form field {name!r}: send exactly one field named '{FIELD}'")
-        size = await _write_part(part, target, max_bytes)
+        size = await _write_part(part, target, max_bytes, request, idle_s)
         upload = Upload(path=target, filename=part.filename or "upload", size=size)
     if upload is None:
         raise ApiError(400, f"missing form field '{FIELD}' with the file to process")
@@ -88,12 +95,31 @@ async def _receive(request: web.Request, target: Path, max_bytes: int) -> Upload
     return upload
 
 
-async def _write_part(part: BodyPartReader, target: Path, max_bytes: int) -> int:
+async def _within(step: Awaitable[T], request: web.Request, idle_s: float) -> T:
+    """``step``, or 408 once the client has sent nothing for ``idle_s`` (between 1 and 2
+    times it): a slow or stalled upload costs its connection only, never a processing slot.
+    Bytes are counted as they arrive, since a multipart read may wait for many of them."""
+    task = asyncio.ensure_future(step)
+    seen = request.content.total_bytes
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=idle_s)
+            if done:
+                return task.result()
+            if request.content.total_bytes == seen:
+                raise ApiError(408, f"the upload stalled: nothing arrived for {idle_s:g} s; send it again")
+            seen = request.content.total_bytes
+    finally:
+        task.cancel()
+
+
+async def _write_part(part: BodyPartReader, target: Path, max_bytes: int, request: web.Request,
+                      idle_s: float) -> int:
     size = 0
     with target.open("wb") as out:
         while True:
             try:
-                chunk = await part.read_chunk(_CHUNK)
+                chunk = await _within(part.read_chunk(_CHUNK), request, idle_s)
             except _MALFORMED as exc:
                 raise _malformed(exc) from None
             if not chunk:

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from matting.runtime import MattingRuntime
+from server.disk import is_disk_full
 from server.jobs.config import JobsConfig
 from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
@@ -21,6 +22,14 @@ log = logging.getLogger(__name__)
 _PROGRESS_EVERY_S = 0.25
 # Workers also look for work this often, in case a wake-up was missed.
 _POLL_S = 5.0
+# A finished job whose record cannot be written (a full disk) is retried this often.
+_RETRY_SAVE_S = 2.0
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: str  # completed, failed, cancelled, or requeue (the server is stopping)
+    fields: dict[str, Any]  # JobStore.finish keywords
 
 
 @dataclass
@@ -52,6 +61,8 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
+        # Why the last finished job could not be recorded (None once it was).
+        self._unsaved: str | None = None
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(), name=f"video-job-{i}")
@@ -90,15 +101,26 @@ class JobRunner:
                 task.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def problems(self) -> list[str]:
+        """What keeps jobs from running now, for /healthz (empty when all is well)."""
+        found = []
+        if self.files.disk_full():
+            found.append(f"disk full: under {self.config.min_free_mb:g} MiB free in the data dir; "
+                         "queued jobs wait and uploads get 507")
+        if self._unsaved is not None:
+            found.append(f"a finished job could not be recorded ({self._unsaved}); retrying")
+        return found
+
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._stopping:
             self._wake.clear()
-            try:
-                job = await loop.run_in_executor(self._db, self.store.claim_next)
-            except Exception:  # a database hiccup must not kill the worker
-                log.exception("could not claim a job")
-                job = None
+            job = None
+            if not self.files.disk_full():  # a job started now would only fail
+                try:
+                    job = await loop.run_in_executor(self._db, self.store.claim_next)
+                except Exception:  # a database hiccup must not kill the worker
+                    log.exception("could not claim a job")
             if job is None:
                 try:
                     await asyncio.wait_for(self._wake.wait(), _POLL_S)
@@ -114,20 +136,47 @@ class JobRunner:
                 running.reason = "shutdown"
                 running.cancel.set()
             try:
-                await loop.run_in_executor(self._pool, self._run, job, running)
+                outcome = await loop.run_in_executor(self._pool, self._run, job, running)
             except Exception:  # a bug here must not leave the job 'running' forever
                 log.exception("job %s crashed", job.id)
-                await loop.run_in_executor(self._db, functools.partial(
-                    self.store.finish, job.id, "failed", expires_at=expires_at(self.config),
-                    error="internal error while running the job; see the server log"))
+                outcome = _Outcome("failed", {"error": "internal error while running the job; see the server log"})
+            try:
+                await self._save(job, outcome)
             finally:
                 self._running.pop(job.id, None)
 
+    async def _save(self, job: Job, outcome: _Outcome) -> None:
+        """Record how the job ended, retrying while the database cannot be written
+        (a full disk): the job must not stay 'running' and the worker must go on."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(self._db, self._record, job, outcome)
+                self._unsaved = None
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure: retry, never die
+                if self._unsaved is None:
+                    log.error("could not record job %s as %s: %s; retrying every %.0f s",
+                              job.id, outcome.status, exc, _RETRY_SAVE_S)
+                self._unsaved = "disk full" if is_disk_full(exc) else type(exc).__name__
+                if self._stopping:  # the next start-up recovers a job left 'running'
+                    return
+                await asyncio.sleep(_RETRY_SAVE_S)
+
+    def _record(self, job: Job, outcome: _Outcome) -> None:
+        if outcome.status == "requeue":
+            self.store.requeue(job.id)
+            return
+        self.store.finish(job.id, outcome.status, expires_at=expires_at(self.config), **outcome.fields)
+        # The upload is only needed to run the job (again); the result stays until it expires.
+        self.files.remove_file(job.id, job.input_name)
+
     # -- in a worker thread --------------------------------------------------------
 
-    def _run(self, job: Job, running: _Running) -> None:
+    def _run(self, job: Job, running: _Running) -> _Outcome:
+        """Matte the job's video; returns how it ended, which the event loop records."""
         from matting.compositing import parse_background
-        from matting.video_file import VideoOptions
+        from matting.video_file import VideoLimits, VideoOptions
         from matting.video_process import matte_video_file_in_process
 
         opts = job.options
@@ -143,35 +192,34 @@ class JobRunner:
                 background=parse_background(opts["background_type"]), crf=opts.get("crf"),
                 bitrate=opts.get("bitrate"), keep_audio=opts.get("keep_audio", True),
                 downsample_ratio=opts.get("downsample_ratio"))
+            limits = VideoLimits(max_pixels=self.config.max_video_pixels, max_seconds=self.config.max_video_seconds,
+                                 max_frames=self.config.max_video_frames)
             # in a child process: the job never shares the GIL or the priority of live frames
             matte_video_file_in_process(self.runtime.config, self.runtime.heavy_threads, src, dst, options,
-                                        progress=progress, cancel=running.cancel)
+                                        limits=limits, progress=progress, cancel=running.cancel)
         except Exception as exc:  # any failure becomes the job's error text
             if not running.cancel.is_set():
                 dst.unlink(missing_ok=True)
-                log.warning("job %s failed: %s", job.id, exc, exc_info=not isinstance(exc, ValueError))
-                self._finish(job, "failed", error=_describe(exc), frames_done=progress.frames_done)
-                return
+                log.warning("job %s failed: %s", job.id, exc,
+                            exc_info=not isinstance(exc, ValueError) and not is_disk_full(exc))
+                return _Outcome("failed", {"error": _describe(exc, progress.frames_done),
+                                           "frames_done": progress.frames_done})
         if running.cancel.is_set():
             dst.unlink(missing_ok=True)
             if running.reason == "shutdown":
-                self.store.requeue(job.id)
                 log.info("job %s put back in the queue (server stopping)", job.id)
-            else:
-                self._finish(job, "cancelled", error="cancelled by a DELETE request",
-                             frames_done=progress.frames_done)
-            return
-        self._finish(job, "completed", result_name=result_name, result_bytes=dst.stat().st_size,
-                     frames_done=progress.frames_done)
+                return _Outcome("requeue", {})
+            return _Outcome("cancelled", {"error": "cancelled by a DELETE request",
+                                          "frames_done": progress.frames_done})
         log.info("job %s completed: %d frames at %.1f fps", job.id, progress.frames_done, progress.fps or 0)
-
-    def _finish(self, job: Job, status: str, **kw) -> None:
-        self.store.finish(job.id, status, expires_at=expires_at(self.config), **kw)
-        # The upload is only needed to run the job (again); the result stays until it expires.
-        self.files.remove_file(job.id, job.input_name)
+        return _Outcome("completed", {"result_name": result_name, "result_bytes": dst.stat().st_size,
+                                      "frames_done": progress.frames_done})
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: Exception, frames_done: int) -> str:
+    if is_disk_full(exc):
+        return (f"the server's disk is full: the job stopped after {frames_done} frames; "
+                "submit the video again once space has been freed")
     if isinstance(exc, ValueError) and str(exc):  # VideoInputError and bad options carry user-facing text
         return str(exc)
     return f"processing failed ({type(exc).__name__}: {exc}); see the server log"

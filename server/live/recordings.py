@@ -28,7 +28,7 @@ def list_recordings(directory: Path) -> list[RecordingInfo]:
         return []
     found = []
     for path in directory.iterdir():
-        if _NAME.fullmatch(path.name) and path.is_file():
+        if find_recording(directory, path.name) is not None:  # links out of the folder are not listed
             st = path.stat()
             found.append((st.st_mtime, RecordingInfo(
                 name=path.name, bytes=st.st_size,

@@ -5,6 +5,7 @@ from aiohttp import web
 
 from server.bodies import json_body, sdp_offer
 from server.context import context
+from server.downloads import file_response
 from server.errors import ApiError
 from server.live.backgrounds import background_from_request, parse_client_background
 from server.live.pipeline import LivePipeline, NoFrameError
@@ -66,11 +67,11 @@ async def recording(request: web.Request) -> web.Response:
     if action == "stop":
         if session.pipeline.recording is None:
             raise ApiError(409, "this session is not recording")
-        path = await session.pipeline.stop_recording()
-        if path is None:
+        stopped = await session.pipeline.stop_recording()
+        if stopped is None:
             return web.json_response({"recording": False, "name": None, "url": None, "bytes": 0})
-        return web.json_response({"recording": False, "name": path.name, "url": recording_url(path.name),
-                                  "bytes": path.stat().st_size})
+        return web.json_response({"recording": False, "name": stopped.name, "url": recording_url(stopped.name),
+                                  "bytes": stopped.stat().st_size})
     raise ApiError(400, 'expected {"action": "start"} or {"action": "stop"}')
 
 
@@ -99,8 +100,8 @@ async def recording_file(request: web.Request) -> web.FileResponse:
     path = find_recording(context(request).config.recordings_dir, name)
     if path is None:
         raise ApiError(404, f"no recording named {name!r}")
-    return web.FileResponse(path, headers={"Content-Type": "video/webm",
-                                           "Content-Disposition": f'attachment; filename="{path.name}"'})
+    return file_response(request, path, {"Content-Type": "video/webm",
+                                         "Content-Disposition": f'attachment; filename="{path.name}"'})
 
 
 def add_routes(app: web.Application) -> None:

@@ -158,6 +158,6 @@ PATHS = {
         "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "WebM file",
                               "content": {"video/webm": {"schema": {"type": "string", "format": "binary"}}}},
-                      "404": _ERR},
+                      "404": _ERR, "416": _ERR},
     }},
 }

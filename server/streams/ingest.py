@@ -9,8 +9,10 @@ camera's return), then backing off with jitter up to a cap.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +21,8 @@ from typing import Protocol
 import av
 
 from server.streams.config import StreamsConfig
-from server.streams.urls import redact, redact_text
+from server.streams.redirects import RedirectRefused, check_redirects
+from server.streams.urls import parse_allow_list, redact, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +82,36 @@ def open_options(config: StreamsConfig) -> dict[str, str]:
 
 def open_source(url: str, config: StreamsConfig) -> av.container.InputContainer:
     """Open a camera. ``format="rtsp"`` skips probing, so no other demuxer ever sees the URL."""
+    allowed = parse_allow_list(config.allowed_hosts)
+    if allowed:
+        check_redirects(url, allowed, config.open_timeout_s)
     return av.open(url, format="rtsp", options=open_options(config),
                    timeout=(config.open_timeout_s, config.read_timeout_s))
 
 
+# Socket failures, all told as one: which of them happened would map the camera
+# network's ports for whoever may add streams.
+_UNREACHABLE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT,
+                errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.EADDRNOTAVAIL}
+
+
 def describe_error(exc: BaseException, url: str) -> str:
-    text = str(exc) or type(exc).__name__
+    """A coarse reason, safe to show: never the socket error itself."""
+    if isinstance(exc, RedirectRefused):
+        return str(exc)
     if isinstance(exc, av.ExitError):  # PyAV's interrupt callback fired: our timeout
-        text = "timed out waiting for the camera"
-    return redact_text(text, url)
+        return "timed out waiting for the camera"
+    if isinstance(exc, av.HTTPUnauthorizedError):
+        return "the camera refused the credentials (401)"
+    if isinstance(exc, av.HTTPNotFoundError):
+        return "the camera has no stream at this path (404)"
+    if isinstance(exc, av.HTTPForbiddenError):
+        return "the camera refused access (403)"
+    if isinstance(exc, socket.gaierror) or (isinstance(exc, OSError) and exc.errno in _UNREACHABLE):
+        return "unreachable: no RTSP camera answered"
+    if isinstance(exc, av.InvalidDataError):
+        return "not an RTSP server"
+    return redact_text(str(exc) or type(exc).__name__, url)
 
 
 class Ingest:
@@ -173,7 +197,8 @@ class Ingest:
         camera's audio cannot be decoded at all, which must not cost the video."""
         try:
             for frame in packet.decode():
-                self.events.on_audio(frame)
+                if isinstance(frame, av.AudioFrame):
+                    self.events.on_audio(frame)
         except av.InvalidDataError:
             self.decode_errors += 1
         except av.FFmpegError as exc:

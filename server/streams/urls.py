@@ -19,6 +19,9 @@ _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
 # Query keys whose values are credentials on common cameras (e.g. ?user=admin&password=...).
 _SECRET_KEYS = re.compile(r"user|pass|pwd|token|secret|auth|key|sig", re.IGNORECASE)
+# The same keys written into the path, as some cameras take them: /user=admin_password=x_channel=1
+_SECRET_IN_PATH = re.compile(r"((?:user|pass|pwd|token|secret|auth|key|sig)[a-z-]*=)[^/&;?]*?(?=_[a-z]+=|[/&;?]|$)",
+                             re.IGNORECASE)
 _USERINFO_IN_TEXT = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
 
 
@@ -120,7 +123,8 @@ def redact(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, "***" if _SECRET_KEYS.search(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    path = _SECRET_IN_PATH.sub(r"\1***", parts.path)
+    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
 
 
 def redact_text(text: str, url: str) -> str:
