@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matting.runtime import MattingRuntime
-from server import ice, jobs, live, openapi, streams
+from server import dtls, ice, jobs, live, openapi, streams, webrtc_http
 from server.config import ServerConfig
 from server.context import CONTEXT, AppContext, context
 from server.errors import error_middleware
@@ -72,6 +72,7 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     ])
     if config.ice_addresses:
         ice.use_host_addresses(config.ice_addresses.split(","))
+    dtls.accept_rsa_peers()
     runtime = runtime or MattingRuntime(config.model.runtime_config())
     # a batch fills only when that many frames are in flight at once
     workers = config.model.inference_workers or runtime.batch_max
@@ -90,4 +91,5 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     jobs.setup(app)
     live.setup(app)
     streams.setup(app)
+    webrtc_http.setup(app)
     return app

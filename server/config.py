@@ -9,6 +9,7 @@ from server.jobs.config import JobsConfig
 from server.live.config import LiveConfig
 from server.settings import setting
 from server.streams.config import StreamsConfig
+from server.webrtc_http.config import WebRtcHttpConfig
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,4 @@ class ServerConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
+    webrtc: WebRtcHttpConfig = field(default_factory=WebRtcHttpConfig)

@@ -18,6 +18,7 @@ from matting.runtime import MattingRuntime
 from server.errors import ApiError
 from server.live.backgrounds import parse_client_background
 from server.live.config import LiveConfig
+from server.live.fanout import Fanout
 from server.live.pipeline import LivePipeline
 from server.live.tracks import AudioPassthroughTrack, MattedVideoTrack
 
@@ -38,6 +39,10 @@ class LiveSession:
     audio: AudioPassthroughTrack | None = None
     channel: RTCDataChannel | None = None
     closed: bool = False
+    outputs: Fanout = field(init=False)   # matted video and audio for WHEP viewers
+
+    def __post_init__(self) -> None:
+        self.outputs = Fanout(self.id)
 
     def describe(self) -> dict:
         return {
@@ -46,6 +51,7 @@ class LiveSession:
             "background": self.background,
             "age_s": round(time.monotonic() - self.created_at, 1),
             "audio": self.audio is not None,
+            "viewers": len(self.outputs.viewers),
             "stats": self.pipeline.stats.to_json(),
         }
 
@@ -56,6 +62,11 @@ class LiveSession:
     def send(self, message: dict) -> None:
         if self.channel is not None and self.channel.readyState == "open":
             self.channel.send(json.dumps(message))
+
+
+def _sends_video(pc: RTCPeerConnection) -> bool:
+    """Whether the negotiated answer sends matted video back (a WHIP publisher receives nothing)."""
+    return any(t.kind == "video" and t.currentDirection in ("sendrecv", "sendonly") for t in pc.getTransceivers())
 
 
 class LiveSessions:
@@ -103,6 +114,8 @@ class LiveSessions:
             if session.video is None:
                 raise ApiError(400, "the offer has no video track to matte")
             await pc.setLocalDescription(await pc.createAnswer())
+            if not _sends_video(pc):
+                session.video.pump()
         except ApiError:
             await self.close(session_id)
             raise
@@ -119,11 +132,11 @@ class LiveSessions:
         @pc.on("track")
         def on_track(track):
             if track.kind == "video" and session.video is None:
-                session.video = MattedVideoTrack(track, session.pipeline)
+                session.video = MattedVideoTrack(track, session.pipeline, session.outputs)
                 pc.addTrack(session.video)
             elif track.kind == "audio" and session.audio is None:
                 session.pipeline.expect_audio()
-                session.audio = AudioPassthroughTrack(track, session.pipeline)
+                session.audio = AudioPassthroughTrack(track, session.pipeline, session.outputs)
                 pc.addTrack(session.audio)
 
         @pc.on("datachannel")
@@ -165,6 +178,7 @@ class LiveSessions:
         for track in (session.video, session.audio):
             if track is not None:
                 track.stop()
+        await session.outputs.close()
         try:
             # Finalise the recording before touching the transport, so a failing
             # close cannot leave an unplayable file.

@@ -8,6 +8,7 @@ import time
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from server.live.fanout import Fanout
 from server.live.latest import LatestFrame
 from server.live.pipeline import LivePipeline
 
@@ -16,17 +17,35 @@ log = logging.getLogger(__name__)
 
 class MattedVideoTrack(MediaStreamTrack):
     """Returns the newest incoming frame, matted; frames that arrive while one is
-    being matted replace each other, so latency stays bounded under overload."""
+    being matted replace each other, so latency stays bounded under overload.
+
+    Matted frames also go to ``fanout`` while it has viewers (WHEP).
+    """
 
     kind = "video"
 
-    def __init__(self, source: MediaStreamTrack, pipeline: LivePipeline):
+    def __init__(self, source: MediaStreamTrack, pipeline: LivePipeline, fanout: Fanout | None = None):
         super().__init__()
         self._source = source
         self._pipeline = pipeline
+        self._fanout = fanout
         self._slot: LatestFrame[av.VideoFrame] = LatestFrame()
         self.last_frame_at: float | None = None  # time.monotonic() of the last incoming frame
         self._reader = asyncio.ensure_future(self._read())
+        self._pump: asyncio.Task | None = None
+
+    def pump(self) -> None:
+        """Matte every frame even though no sender pulls this track: a publish-only
+        peer (WHIP) gets nothing back, but recording, snapshots and viewers need frames."""
+        if self._pump is None:
+            self._pump = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                await self.recv()
+        except MediaStreamError:
+            pass
 
     async def _read(self) -> None:
         try:
@@ -46,13 +65,18 @@ class MattedVideoTrack(MediaStreamTrack):
             raise MediaStreamError
         frame, received_at = await self._slot.get()
         try:
-            return await self._pipeline.process(frame, received_at=received_at)
+            out = await self._pipeline.process(frame, received_at=received_at)
         except RuntimeError as exc:  # the pipeline was closed under us
             raise MediaStreamError(str(exc)) from None
+        if self._fanout is not None and self._fanout.watched:
+            self._fanout.video.publish(out.to_ndarray(format="rgb24"))
+        return out
 
     def stop(self) -> None:
         super().stop()
         self._reader.cancel()
+        if self._pump is not None:
+            self._pump.cancel()
 
 
 class AudioPassthroughTrack(MediaStreamTrack):
@@ -66,10 +90,11 @@ class AudioPassthroughTrack(MediaStreamTrack):
     # ~200 ms of 20 ms frames; older ones are dropped rather than adding delay.
     MAX_QUEUE = 10
 
-    def __init__(self, source: MediaStreamTrack, pipeline: LivePipeline):
+    def __init__(self, source: MediaStreamTrack, pipeline: LivePipeline, fanout: Fanout | None = None):
         super().__init__()
         self._source = source
         self._pipeline = pipeline
+        self._fanout = fanout
         self._queue: asyncio.Queue[av.AudioFrame | None] = asyncio.Queue(self.MAX_QUEUE)
         self._pump = asyncio.ensure_future(self._run())
 
@@ -78,6 +103,8 @@ class AudioPassthroughTrack(MediaStreamTrack):
             while True:
                 frame = await self._source.recv()
                 self._pipeline.push_audio(frame)
+                if self._fanout is not None:
+                    self._fanout.audio.publish(frame)
                 if self._queue.full():
                     self._queue.get_nowait()
                 self._queue.put_nowait(frame)
