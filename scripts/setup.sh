@@ -32,6 +32,8 @@ fi
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
 if [ "$with_test" = 1 ]; then
   .venv/bin/python -m pip install -q -e ".[test]"
+  # the WHEP player the browser test plays with (tests/web/package-lock.json pins it)
+  npm ci --prefix tests/web --no-audit --no-fund --loglevel=error
 else
   .venv/bin/python -m pip install -q -e .
 fi
