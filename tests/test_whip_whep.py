@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-import aiohttp
 import numpy as np
 import pytest
 
