@@ -6,6 +6,7 @@ from pathlib import Path
 
 from matting.config import RuntimeConfig
 from server.jobs.config import JobsConfig
+from server.jobs.webhook_config import WebhooksConfig
 from server.live.config import LiveConfig
 from server.settings import setting
 from server.streams.config import StreamsConfig
@@ -71,3 +72,4 @@ class ServerConfig:
     live: LiveConfig = field(default_factory=LiveConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     webrtc: WebRtcHttpConfig = field(default_factory=WebRtcHttpConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)

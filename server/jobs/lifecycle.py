@@ -17,6 +17,7 @@ from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
 from server.jobs.state import JOBS, METRICS, JobsState
 from server.jobs.store import JobStore
+from server.jobs.webhooks import Deliveries
 from server.jobs.worker import JobRunner, expires_at
 
 log = logging.getLogger(__name__)
@@ -39,14 +40,19 @@ async def _lifecycle(app: web.Application):
     files, store = await asyncio.to_thread(_open, ctx.config.data_dir.resolve(), cfg, metrics)
     db = ThreadPoolExecutor(1, thread_name_prefix="jobs-db")
     runner = JobRunner(store, files, ctx.runtime, cfg, metrics, db)
+    webhooks = Deliveries(ctx.config.webhooks, store, db)
+    runner.on_finished = webhooks.job_finished
     state = JobsState(config=cfg, files=files, store=store, runner=runner, metrics=metrics, db=db,
-                      images=ThreadPoolExecutor(max(1, cfg.image_workers), thread_name_prefix="remove-bg"))
+                      images=ThreadPoolExecutor(max(1, cfg.image_workers), thread_name_prefix="remove-bg"),
+                      webhooks=webhooks)
     app[JOBS] = state
+    await webhooks.start()  # also resumes deliveries a restart interrupted
     runner.start()
     cleanup = asyncio.create_task(_expire_loop(state), name="jobs-expiry")
     yield
     cleanup.cancel()
     await runner.stop()
+    await webhooks.close()
     state.images.shutdown(wait=False, cancel_futures=True)
     db.shutdown(wait=True)
     store.close()

@@ -6,6 +6,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -51,6 +52,8 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
+        # Told each job id whose run ended (it may have been put back in the queue).
+        self.on_finished: Callable[[str], None] | None = None
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(), name=f"video-job-{i}")
@@ -114,6 +117,8 @@ class JobRunner:
                     error="internal error while running the job; see the server log"))
             finally:
                 self._running.pop(job.id, None)
+                if self.on_finished is not None:
+                    self.on_finished(job.id)
 
     # -- in a worker thread --------------------------------------------------------
 
