@@ -6,6 +6,7 @@ from pathlib import Path
 
 from matting.config import RuntimeConfig
 from server.jobs.config import JobsConfig
+from server.jobs.url_input_config import UrlInputConfig
 from server.jobs.webhook_config import WebhooksConfig
 from server.live.config import LiveConfig
 from server.settings import setting
@@ -73,3 +74,4 @@ class ServerConfig:
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     webrtc: WebRtcHttpConfig = field(default_factory=WebRtcHttpConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    url_input: UrlInputConfig = field(default_factory=UrlInputConfig)

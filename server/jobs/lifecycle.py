@@ -17,6 +17,7 @@ from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
 from server.jobs.state import JOBS, METRICS, JobsState
 from server.jobs.store import JobStore
+from server.jobs.url_input import UrlFetcher
 from server.jobs.webhooks import Deliveries
 from server.jobs.worker import JobRunner, expires_at
 
@@ -44,15 +45,17 @@ async def _lifecycle(app: web.Application):
     runner.on_finished = webhooks.job_finished
     state = JobsState(config=cfg, files=files, store=store, runner=runner, metrics=metrics, db=db,
                       images=ThreadPoolExecutor(max(1, cfg.image_workers), thread_name_prefix="remove-bg"),
-                      webhooks=webhooks)
+                      webhooks=webhooks, url_inputs=UrlFetcher(ctx.config.url_input))
     app[JOBS] = state
     await webhooks.start()  # also resumes deliveries a restart interrupted
+    await state.url_inputs.start()
     runner.start()
     cleanup = asyncio.create_task(_expire_loop(state), name="jobs-expiry")
     yield
     cleanup.cancel()
     await runner.stop()
     await webhooks.close()
+    await state.url_inputs.close()
     state.images.shutdown(wait=False, cancel_futures=True)
     db.shutdown(wait=True)
     store.close()

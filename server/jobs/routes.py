@@ -13,7 +13,8 @@ from server.jobs.files import check_id, new_id
 from server.jobs.images import safe_stem, sniff_image
 from server.jobs.state import JobsState, busy, jobs_state
 from server.jobs.store import Job
-from server.jobs.uploads import Upload, receive_file
+from server.jobs.uploads import Upload
+from server.jobs.url_input import receive_input
 from server.jobs.views import job_json
 from server.jobs.webhooks import new_callback
 from server.jobs.worker import expires_at
@@ -29,6 +30,7 @@ VIDEO_PARAMS = (
     params.Param("keep_audio", params.boolean, True),
     params.Param("downsample_ratio", params.number(0.05, 1.0)),
     params.Param("callback_url", str),
+    params.Param("url", str),
 )
 LIST_PARAMS = (
     params.Param("limit", params.integer(1, 100), 20),
@@ -40,13 +42,14 @@ LIST_PARAMS = (
 async def submit_video(request: web.Request) -> web.Response:
     options = _video_options(params.parse_query(request, VIDEO_PARAMS))
     state = jobs_state(request)
-    url = options.pop("callback_url")
-    callback = None if url is None else new_callback(state.webhooks.policy, url)
+    callback_url, source_url = options.pop("callback_url"), options.pop("url")
+    callback = None if callback_url is None else new_callback(state.webhooks.policy, callback_url)
     cfg = state.config
     # Refuse before reading a large body; store.add checks again, atomically.
     if (await state.call(state.store.counts))["queued"] >= cfg.queue_size:
         raise _queue_full(state)
-    upload = await receive_file(request, state.files.new_upload(), cfg.max_upload_bytes)
+    upload = await receive_input(request, state.url_inputs, source_url, state.files.new_upload(),
+                                 cfg.max_upload_bytes)
     job_id = new_id()
     try:
         media = await _probe(upload, cfg)
