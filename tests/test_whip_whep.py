@@ -9,9 +9,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from live_support import colour_share, expected, load_gt_clip, regions, wait_for, wait_more_frames
+from live_support import colour_share, load_gt_clip, regions, wait_for, wait_more_frames
 from streams_support import start_app
-from webrtc_http_support import SDP, Refused, WhepViewer, WhipPublisher, post_offer
+from webrtc_http_support import SDP, Refused, WhepViewer, WhipPublisher, nearest_index, post_offer
 
 GREEN = (0, 255, 0)
 
@@ -27,16 +27,6 @@ def _config(tmp_path, **overrides):
     webrtc = dataclasses.replace(WebRtcHttpConfig(), **overrides.pop("webrtc", {}))
     return ServerConfig(data_dir=tmp_path / "data", recordings_dir=tmp_path / "recordings", live=live,
                         webrtc=webrtc, **overrides)
-
-
-def _nearest(clip, rgb: np.ndarray) -> int:
-    """The clip frame whose ideal green composite ``rgb`` is closest to (viewers' pts are their own)."""
-    import cv2
-
-    small = cv2.resize(rgb, (128, 72), interpolation=cv2.INTER_AREA).astype(np.float32)
-    errors = [np.abs(cv2.resize(expected(clip, i, GREEN), (128, 72), interpolation=cv2.INTER_AREA) - small).mean()
-              for i in range(len(clip.frames))]
-    return int(np.argmin(errors))
 
 
 async def test_whip_publisher_is_matted_and_watched_by_whep_viewers(runtime, media, tmp_path):
@@ -64,7 +54,7 @@ async def test_whip_publisher_is_matted_and_watched_by_whep_viewers(runtime, med
         for viewer in viewers:
             bg_green, person_green = [], []
             for _, rgb in viewer.frames[-6:]:
-                bg, person = regions(clip.alphas[_nearest(clip, rgb)])
+                bg, person = regions(clip.alphas[nearest_index(clip, rgb, GREEN)])
                 bg_green.append(colour_share(rgb, bg, GREEN))
                 person_green.append(colour_share(rgb, person, GREEN))
             assert np.median(bg_green) > 0.8, bg_green      # the clip's background is gone

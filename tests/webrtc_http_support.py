@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from live_support import Clip, expected
 from streams_support import Viewer
 from webrtc_client import ClipTrack
 
@@ -69,3 +71,15 @@ class WhepViewer(Viewer):
 
     def _on_track(self, track) -> None:
         self._tasks.append(asyncio.ensure_future(self._read(track)))
+
+
+def nearest_index(clip: Clip, rgb: np.ndarray, colour: tuple[int, int, int]) -> int:
+    """The clip frame whose ideal composite over ``colour`` ``rgb`` is closest to: a WHEP
+    viewer's timestamps are its own, so the frame index is lost on the way."""
+    import cv2
+
+    def small(img: np.ndarray) -> np.ndarray:
+        return cv2.resize(np.asarray(img, np.float32), (128, 72), interpolation=cv2.INTER_AREA)
+
+    got = small(rgb)
+    return int(np.argmin([np.abs(small(expected(clip, i, colour)) - got).mean() for i in range(len(clip.frames))]))
