@@ -63,7 +63,10 @@ async def test_whip_publisher_is_matted_and_watched_by_whep_viewers(runtime, med
         async with http.post(f"{base}/sessions/{session_id}/snapshot") as resp:
             assert resp.status == 200 and resp.content_type == "image/png"
 
-        # WHEP DELETE ends one viewer only; a second DELETE finds nothing.
+        # WHEP DELETE ends one viewer only (under its own source); a second DELETE finds nothing.
+        assert viewers[0].resource.startswith(f"/whep/{session_id}/")
+        async with http.delete(base + viewers[0].resource.replace(session_id, "another")) as resp:
+            assert resp.status == 404
         async with http.delete(base + viewers[0].resource) as resp:
             assert resp.status == 200
         async with http.delete(base + viewers[0].resource) as resp:

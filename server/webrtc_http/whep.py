@@ -30,22 +30,23 @@ from server.webrtc_http.whip import WEBRTC_HTTP
 
 @dataclass
 class WhepViewers:
-    """Every WHEP viewer's connection, by resource id, until it closes."""
-    connections: dict[str, RTCPeerConnection] = field(default_factory=dict)
+    """Every WHEP viewer's connection, by (source id, viewer id), until it closes."""
+    connections: dict[tuple[str, str], RTCPeerConnection] = field(default_factory=dict)
 
-    def add(self, pc: RTCPeerConnection) -> str:
+    def add(self, source_id: str, pc: RTCPeerConnection) -> str:
         viewer_id = uuid.uuid4().hex
-        self.connections[viewer_id] = pc
+        key = (source_id, viewer_id)
+        self.connections[key] = pc
 
         @pc.on("connectionstatechange")
         def forget() -> None:
             if pc.connectionState in ("failed", "closed"):
-                self.connections.pop(viewer_id, None)
+                self.connections.pop(key, None)
 
         return viewer_id
 
-    async def close(self, viewer_id: str) -> None:
-        pc = self.connections.pop(viewer_id, None)
+    async def close(self, source_id: str, viewer_id: str) -> None:
+        pc = self.connections.pop((source_id, viewer_id), None)
         if pc is None:
             raise ApiError(404, f"no WHEP viewer {viewer_id!r} (it ended, or never existed)")
         await pc.close()
@@ -75,12 +76,12 @@ async def watch(request: web.Request) -> web.Response:
         pc = await connect_viewer(source, offer, max_viewers=max_viewers, connect_timeout_s=connect_timeout_s)
     except ApiError as exc:
         raise with_retry_after(exc) from None
-    viewer_id = request.app[WHEP_VIEWERS].add(pc)
+    viewer_id = request.app[WHEP_VIEWERS].add(source_id, pc)
     return created(pc.localDescription, f"/whep/{source_id}/{viewer_id}", request.app[WEBRTC_HTTP])
 
 
 async def stop(request: web.Request) -> web.Response:
-    await request.app[WHEP_VIEWERS].close(request.match_info["viewer"])
+    await request.app[WHEP_VIEWERS].close(request.match_info["id"], request.match_info["viewer"])
     return web.Response(status=200)
 
 
