@@ -170,3 +170,40 @@ async def test_nothing_is_sent_off_the_allow_list(runtime, clip, tmp_path):
         await server.close()
         await receiver.server.close()
     assert [path for path, _, _ in receiver.requests] == ["/hook"], "only the redirecting URL was asked"
+
+
+async def test_a_restart_resumes_a_pending_delivery(runtime, clip, tmp_path):
+    """The receiver is down while the job finishes and the server restarts: the event is
+    delivered once, by the next process, with the failed attempt kept on record."""
+    receiver = Receiver({})
+    config = _config(tmp_path, allowed_hosts="127.0.0.1", secret=SECRET, backoff_s=60.0)
+    server, http, base = await start_app(config, runtime)
+    try:
+        job_id = (await _submit(http, base, clip, callback_url=receiver.url()))["job_id"]
+
+        async def first_attempt():
+            job = await _job(http, base, job_id)
+            return job if job["callback"]["attempts"] else None
+
+        job = await wait_for(first_attempt, 120, what="the first (refused) attempt")
+        assert job["callback"]["state"] == "pending" and job["callback"]["attempts"][0]["status_code"] is None
+    finally:
+        await http.close()
+        await server.close()  # the 60 s retry never comes in this process
+
+    await receiver.server.start_server()
+    server, http, base = await start_app(config, runtime)
+    try:
+        async def delivered():
+            job = await _job(http, base, job_id)
+            return job if job["callback"]["state"] == "delivered" else None
+
+        job = await wait_for(delivered, 60, what="the resumed delivery")
+        await asyncio.sleep(1.0)
+    finally:
+        await http.close()
+        await server.close()
+        await receiver.server.close()
+    assert [a["ok"] for a in job["callback"]["attempts"]] == [False, True]
+    assert len(receiver.requests) == 1
+    assert verify(*receiver.requests[0][1:])["event"] == "job.completed"
