@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matting.runtime import MattingRuntime
-from server import ice, jobs, lanes, live, openapi, streams
+from server import dtls, ice, jobs, lanes, live, openapi, streams, webrtc_http
 from server.capacity import Capacity, default_target_fps
 from server.config import ServerConfig
 from server.context import CONTEXT, AppContext, context
@@ -101,6 +101,7 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     })
     if config.ice_addresses:
         ice.use_host_addresses(config.ice_addresses.split(","))
+    dtls.accept_rsa_peers()
     runtime = runtime or MattingRuntime(config.model.runtime_config())
     # a batch fills only when that many frames are in flight at once
     workers = config.model.inference_workers or runtime.batch_max
@@ -123,4 +124,5 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     jobs.setup(app)
     live.setup(app)
     streams.setup(app)
+    webrtc_http.setup(app)
     return app

@@ -6,9 +6,12 @@ from pathlib import Path
 
 from matting.config import RuntimeConfig
 from server.jobs.config import JobsConfig
+from server.jobs.url_input_config import UrlInputConfig
+from server.jobs.webhook_config import WebhooksConfig
 from server.live.config import LiveConfig
 from server.settings import setting
 from server.streams.config import StreamsConfig
+from server.webrtc_http.config import WebRtcHttpConfig
 
 
 @dataclass(frozen=True)
@@ -84,3 +87,6 @@ class ServerConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
+    webrtc: WebRtcHttpConfig = field(default_factory=WebRtcHttpConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    url_input: UrlInputConfig = field(default_factory=UrlInputConfig)

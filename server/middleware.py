@@ -12,6 +12,13 @@ PUBLIC_PREFIXES = ("/healthz", "/docs", "/openapi.json", "/static/")
 PUBLIC_PATHS = ("/", "/favicon.ico")
 
 
+def _given_key(request: web.Request) -> str:
+    bearer = request.headers.get("Authorization", "")
+    if bearer[:7].lower() == "bearer ":
+        return bearer[7:].strip()
+    return request.headers.get("X-API-Key") or request.query.get("api_key") or ""
+
+
 def auth_middleware(api_key: str | None):
     @web.middleware
     async def middleware(request: web.Request, handler):
@@ -19,10 +26,11 @@ def auth_middleware(api_key: str | None):
             return await handler(request)
         if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
-        given = request.headers.get("X-API-Key") or request.query.get("api_key") or ""
         # surrogateescape: a header with non-UTF-8 bytes is a wrong key, not a crash
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), api_key.encode()):
-            return json_error(401, "missing or wrong API key: send it in the X-API-Key header")
+        if not hmac.compare_digest(_given_key(request).encode("utf-8", "surrogateescape"), api_key.encode()):
+            return json_error(401, "missing or wrong API key: send it in the X-API-Key header "
+                                   "(or as Authorization: Bearer KEY, as WHIP/WHEP clients do)",
+                              headers={"WWW-Authenticate": 'Bearer realm="abrar"'})
         return await handler(request)
 
     return middleware
@@ -43,9 +51,10 @@ def cors_middleware(origins: str):
             response = await handler(request)
         if allow:
             response.headers["Access-Control-Allow-Origin"] = allow
-            response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-API-Key, Range"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
-            response.headers["Access-Control-Expose-Headers"] = "Content-Range, Content-Length, Location"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-API-Key, Authorization, If-Match, Range"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, PATCH, OPTIONS"
+            # ETag and Link (ICE servers) are read by WHIP/WHEP players in browsers
+            response.headers["Access-Control-Expose-Headers"] = "Content-Range, Content-Length, Location, ETag, Link"
             if allow != "*":
                 response.headers["Vary"] = "Origin"
         return response

@@ -14,11 +14,12 @@ from server.context import context
 from server.errors import ApiError
 from server.jobs import params
 from server.jobs.state import busy, jobs_state
-from server.jobs.uploads import receive_file
+from server.jobs.url_input import receive_input
 
 IMAGE_PARAMS = (
     params.Param("background_type", params.background, "transparent"),
     params.Param("format", params.choice("png", "jpeg"), "png"),
+    params.Param("url", str),
 )
 _MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 
@@ -48,7 +49,8 @@ async def remove_bg(request: web.Request) -> web.Response:
     state = jobs_state(request)
     cfg = state.config
     # The slot is taken only once the upload has arrived: slow senders must not hold one.
-    upload = await receive_file(request, state.files.new_upload(), cfg.max_upload_bytes)
+    upload = await receive_input(request, state.url_inputs, q["url"], state.files.new_upload(),
+                                 cfg.max_upload_bytes)
     try:
         if sniff_image(upload.head()) is None:
             raise ApiError(415, "not a supported image: send a JPEG, PNG or WebP file")

@@ -18,6 +18,8 @@ from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
 from server.jobs.state import JOBS, METRICS, JobsState
 from server.jobs.store import JobStore
+from server.jobs.url_input import UrlFetcher
+from server.jobs.webhooks import Deliveries
 from server.jobs.worker import JobRunner, expires_at
 
 log = logging.getLogger(__name__)
@@ -40,15 +42,22 @@ async def _lifecycle(app: web.Application):
     files, store = await asyncio.to_thread(_open, ctx.config.data_dir.resolve(), cfg, metrics)
     db = ThreadPoolExecutor(1, thread_name_prefix="jobs-db")
     runner = JobRunner(store, files, ctx.runtime, cfg, metrics, db)
+    webhooks = Deliveries(ctx.config.webhooks, store, db)
+    runner.on_finished = webhooks.job_finished
     state = JobsState(config=cfg, files=files, store=store, runner=runner, metrics=metrics, db=db,
-                      images=heavy_pool(cfg.image_workers, "remove-bg"))
+                      images=heavy_pool(cfg.image_workers, "remove-bg"),
+                      webhooks=webhooks, url_inputs=UrlFetcher(ctx.config.url_input))
     app[JOBS] = state
+    await webhooks.start()  # also resumes deliveries a restart interrupted
+    await state.url_inputs.start()
     runner.start()
     ctx.readiness.add_check(runner.problems)
     cleanup = asyncio.create_task(_expire_loop(state), name="jobs-expiry")
     yield
     cleanup.cancel()
     await runner.stop()
+    await webhooks.close()
+    await state.url_inputs.close()
     state.images.shutdown(wait=False, cancel_futures=True)
     db.shutdown(wait=True)
     store.close()

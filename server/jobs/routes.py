@@ -15,8 +15,10 @@ from server.jobs.files import check_id, new_id
 from server.jobs.images import safe_stem, sniff_image
 from server.jobs.state import JobsState, busy, jobs_state
 from server.jobs.store import Job
-from server.jobs.uploads import Upload, receive_file
+from server.jobs.uploads import Upload
+from server.jobs.url_input import receive_input
 from server.jobs.views import job_json
+from server.jobs.webhooks import new_callback
 from server.jobs.worker import expires_at
 
 FORMATS = {"webm": "video/webm", "mp4": "video/mp4", "mov": "video/quicktime"}
@@ -29,6 +31,8 @@ VIDEO_PARAMS = (
     params.Param("bitrate", params.bitrate),
     params.Param("keep_audio", params.boolean, True),
     params.Param("downsample_ratio", params.number(0.05, 1.0)),
+    params.Param("callback_url", str),
+    params.Param("url", str),
 )
 LIST_PARAMS = (
     params.Param("limit", params.integer(1, 100), 20),
@@ -40,17 +44,21 @@ LIST_PARAMS = (
 async def submit_video(request: web.Request) -> web.Response:
     options = _video_options(params.parse_query(request, VIDEO_PARAMS))
     state = jobs_state(request)
+    callback_url, source_url = options.pop("callback_url"), options.pop("url")
+    callback = None if callback_url is None else new_callback(state.webhooks.policy, callback_url)
     cfg = state.config
     # Refuse before reading a large body; store.add checks again, atomically.
     if (await state.call(state.store.counts))["queued"] >= cfg.queue_size:
         raise _queue_full(state)
-    upload = await receive_file(request, state.files.new_upload(), cfg.max_upload_bytes)
+    upload = await receive_input(request, state.url_inputs, source_url, state.files.new_upload(),
+                                 cfg.max_upload_bytes)
     job_id = new_id()
     try:
         media = await _probe(upload, cfg)
         state.files.adopt(job_id, upload.path, "input")
         job = Job(id=job_id, status="queued", created_at=time.time(), filename=upload.filename,
-                  input_name="input", options=options, media=media, frames_total=media.get("frames") or None)
+                  input_name="input", options=options, media=media, frames_total=media.get("frames") or None,
+                  callback=callback)
         if not await state.call(state.store.add, job, cfg.queue_size):
             raise _queue_full(state)
     except BaseException:
@@ -168,6 +176,7 @@ async def delete_job(request: web.Request) -> web.Response:
     if job.status == "queued":
         if await state.call(state.store.cancel_queued, job.id, expires_at(state.config)):
             state.files.remove_file(job.id, job.input_name)
+            state.webhooks.job_finished(job.id)
             return web.json_response(job_json(await state.call(state.store.get, job.id)))
         job = await state.call(state.store.get, job.id)  # it started meanwhile
     if job is not None and job.status == "running":

@@ -28,6 +28,11 @@ _UPLOAD = {
                    "properties": {"file": {"type": "string", "format": "binary"}}},
     }},
 }
+# Not required: url= may name the file instead.
+_UPLOAD_OR_URL = {**_UPLOAD, "required": False}
+_URL = _query("url", {"type": "string", "format": "uri", "maxLength": 2048},
+              "fetch the file from this http(s) URL instead of an upload (only hosts on "
+              "ABRAR_URL_INPUT_ALLOWED_HOSTS; off by default)")
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "description": "the id returned on submission",
            "schema": {"type": "string", "pattern": ID_PATTERN}}
 _JOB = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
@@ -48,16 +53,19 @@ PATHS: dict[str, Any] = {
             _query("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
             _query("format", {"type": "string", "enum": ["png", "jpeg"], "default": "png"},
                    "output format; jpeg needs a non-transparent background"),
+            _URL,
         ],
-        "requestBody": _UPLOAD,
+        "requestBody": _UPLOAD_OR_URL,
         "responses": {
             "200": {"description": "The cut-out image",
                     "content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
                                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
             **_COMMON,
+            "403": _err("url names a host off the allow-list"),
             "413": _err("Upload or image dimensions over the limit"),
             "408": _err("The upload stalled (nothing arrived for ABRAR_READ_TIMEOUT_S)"),
             "415": _err("Not multipart/form-data, or the file is not a JPEG, PNG or WebP"),
+            "422": _err("The url could not be fetched"),
             "503": _err("Too many images in progress", retry_after=True),
             "507": _err("The server's disk is full"),
         },
@@ -78,16 +86,22 @@ PATHS: dict[str, Any] = {
             _query("keep_audio", {"type": "boolean", "default": True}, "copy the source audio"),
             _query("downsample_ratio", {"type": "number", "minimum": 0.05, "maximum": 1.0},
                    "RVM internal scale (default: automatic)"),
+            _URL,
+            _query("callback_url", {"type": "string", "format": "uri", "maxLength": 2048},
+                   "POST a signed JSON event here when the job completes, fails or is cancelled (only hosts on "
+                   "ABRAR_WEBHOOK_ALLOWED_HOSTS; see the README for the format)"),
         ],
-        "requestBody": _UPLOAD,
+        "requestBody": _UPLOAD_OR_URL,
         "responses": {
             "202": {"description": "Queued", "headers": {"Location": {"schema": {"type": "string"},
                                                                      "description": "the status URL"}},
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobAccepted"}}}},
             **_COMMON,
+            "403": _err("url or callback_url names a host off its allow-list"),
             "413": _err("Upload, resolution or duration over the limit"),
             "408": _err("The upload stalled (nothing arrived for ABRAR_READ_TIMEOUT_S)"),
             "415": _err("Not multipart/form-data, or the file is not a video with a video stream"),
+            "422": _err("The url could not be fetched"),
             "503": _err("The job queue is full", retry_after=True),
             "507": _err("The server's disk is full"),
         },
@@ -177,6 +191,16 @@ SCHEMAS: dict[str, Any] = {
             "result_bytes": _INT,
             "status_url": {"type": "string"},
             "result_url": {**_STR, "description": "set once completed, until the result expires"},
+            "callback": {
+                "type": "object", "nullable": True, "description": "the webhook, when callback_url was given",
+                "properties": {
+                    "url": {"type": "string"},
+                    "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                    "attempts": {"type": "array", "items": {"type": "object", "properties": {
+                        "at": {"type": "string", "format": "date-time"}, "status_code": _INT,
+                        "ok": {"type": "boolean"}, "error": _STR, "ms": {"type": "number"}}}},
+                },
+            },
         },
     },
     "JobAccepted": {"allOf": [{"$ref": "#/components/schemas/Job"},

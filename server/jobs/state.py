@@ -14,6 +14,8 @@ from server.jobs.config import JobsConfig
 from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
 from server.jobs.store import JobStore
+from server.jobs.url_input import UrlFetcher
+from server.jobs.webhooks import Deliveries
 from server.jobs.worker import JobRunner
 
 
@@ -28,6 +30,8 @@ class JobsState:
     db: ThreadPoolExecutor
     # /remove-bg inference, apart from the live/RTSP pool so a 3 s cut-out never stalls a stream.
     images: ThreadPoolExecutor
+    webhooks: Deliveries
+    url_inputs: UrlFetcher
     images_pending: int = 0
     tasks: list[asyncio.Task] = field(default_factory=list)
 

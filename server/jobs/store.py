@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     fps REAL,
     eta_s REAL,
     error TEXT,
-    interruptions INTEGER NOT NULL DEFAULT 0
+    interruptions INTEGER NOT NULL DEFAULT 0,
+    callback TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
@@ -66,6 +67,8 @@ class Job:
     eta_s: float | None = None
     error: str | None = None
     interruptions: int = 0
+    # The webhook: {"url", "state": pending|delivered|failed, "attempts": [...]}; see server.jobs.webhooks.
+    callback: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -73,7 +76,7 @@ class Job:
 
 
 _COLUMNS = [f for f in Job.__dataclass_fields__]
-_JSON_COLUMNS = ("options", "media")
+_JSON_COLUMNS = ("options", "media", "callback")
 
 
 def _to_row(job: Job) -> tuple:
@@ -87,7 +90,7 @@ def _to_row(job: Job) -> tuple:
 def _from_row(row: sqlite3.Row) -> Job:
     data = dict(zip(row.keys(), row))
     for name in _JSON_COLUMNS:
-        data[name] = json.loads(data[name])
+        data[name] = None if data[name] is None else json.loads(data[name])
     data["expired"] = bool(data["expired"])
     return Job(**data)
 
@@ -114,6 +117,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "callback" not in columns:  # a database from before webhooks
+            self._db.execute("ALTER TABLE jobs ADD COLUMN callback TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -144,6 +150,14 @@ class JobStore:
         rows = self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         found = {status: n for status, n in rows}
         return {s: found.get(s, 0) for s in STATUSES}
+
+    def pending_callbacks(self) -> list[str]:
+        """Finished jobs whose webhook is still to be delivered (e.g. across a restart)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, callback FROM jobs WHERE callback IS NOT NULL AND status IN (?, ?, ?)",
+                FINISHED).fetchall()
+        return [job_id for job_id, callback in rows if json.loads(callback).get("state") == "pending"]
 
     def ids(self) -> set[str]:
         with self._lock:
@@ -197,6 +211,10 @@ class JobStore:
             if cur.rowcount:
                 self._changed()
         return bool(cur.rowcount)
+
+    def set_callback(self, job_id: str, callback: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute("UPDATE jobs SET callback = ? WHERE id = ?", (json.dumps(callback), job_id))
 
     def cancel_queued(self, job_id: str, expires_at: float | None) -> bool:
         with self._lock, self._transaction():

@@ -43,7 +43,7 @@ def _malformed(exc: Exception) -> ApiError:
     return ApiError(400, f"malformed multipart body: {why}".strip())
 
 
-def _too_large(max_bytes: int) -> ApiError:
+def too_large(max_bytes: int) -> ApiError:
     return ApiError(413, f"upload larger than the limit of {_human(max_bytes)}", max_bytes=max_bytes)
 
 
@@ -61,7 +61,7 @@ async def receive_file(request: web.Request, target: Path, max_bytes: int) -> Up
         raise ApiError(415, f"send the file as multipart/form-data in a field named '{FIELD}' "
                             f"(got Content-Type {request.content_type or 'none'!r})")
     if request.content_length is not None and request.content_length > max_bytes + _FRAMING_SLACK:
-        raise _too_large(max_bytes)
+        raise too_large(max_bytes)
     try:
         return await _receive(request, target, max_bytes)
     except BaseException:
@@ -126,5 +126,5 @@ async def _write_part(part: BodyPartReader, target: Path, max_bytes: int, reques
                 return size
             size += len(chunk)
             if size > max_bytes:
-                raise _too_large(max_bytes)
+                raise too_large(max_bytes)
             out.write(chunk)

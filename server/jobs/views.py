@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from server.jobs.store import Job
+from server.streams.urls import redact
 
 
 def _iso(t: float | None) -> str | None:
@@ -17,6 +18,14 @@ def progress_percent(job: Job) -> float:
     if not job.frames_total:
         return 0.0
     return round(min(100.0, 100.0 * job.frames_done / job.frames_total), 1)
+
+
+def callback_json(callback: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The webhook's state and attempts; credential-like query values of its URL hidden."""
+    if callback is None:
+        return None
+    attempts = [{**a, "at": _iso(a["at"])} for a in callback["attempts"]]
+    return {"url": redact(callback["url"]), "state": callback["state"], "attempts": attempts}
 
 
 def job_json(job: Job) -> dict[str, Any]:
@@ -43,4 +52,5 @@ def job_json(job: Job) -> dict[str, Any]:
         "result_bytes": job.result_bytes if downloadable else None,
         "status_url": base,
         "result_url": f"{base}/result" if downloadable else None,
+        "callback": callback_json(job.callback),
     }

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,8 @@ class JobRunner:
         self._stopping = False
         # Why the last finished job could not be recorded (None once it was).
         self._unsaved: str | None = None
+        # Told each job id whose run ended (it may have been put back in the queue).
+        self.on_finished: Callable[[str], None] | None = None
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(), name=f"video-job-{i}")
@@ -70,13 +73,6 @@ class JobRunner:
 
     def wake(self) -> None:
         self._wake.set()
-
-    def problems(self) -> list[str]:
-        """For /readyz: a worker task that ended while the server is not stopping."""
-        if self._stopping:
-            return []
-        dead = [t for t in self._tasks if t.done()]
-        return [f"video-job worker {t.get_name()} died" for t in dead]
 
     def cancel(self, job_id: str) -> bool:
         """Ask a running job to stop; it turns 'cancelled' within a frame or so."""
@@ -102,8 +98,10 @@ class JobRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def problems(self) -> list[str]:
-        """What keeps jobs from running now, for /healthz (empty when all is well)."""
-        found = []
+        """What keeps jobs from running now, for /healthz and /readyz (empty when all is well)."""
+        if self._stopping:
+            return []
+        found = [f"video-job worker {t.get_name()} died" for t in self._tasks if t.done()]
         if self.files.disk_full():
             found.append(f"disk full: under {self.config.min_free_mb:g} MiB free in the data dir; "
                          "queued jobs wait and uploads get 507")
@@ -144,6 +142,8 @@ class JobRunner:
                 await self._save(job, outcome)
             finally:
                 self._running.pop(job.id, None)
+                if self.on_finished is not None:
+                    self.on_finished(job.id)
 
     async def _save(self, job: Job, outcome: _Outcome) -> None:
         """Record how the job ended, retrying while the database cannot be written

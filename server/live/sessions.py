@@ -19,6 +19,7 @@ from server.capacity import Capacity
 from server.errors import ApiError
 from server.live.backgrounds import parse_client_background
 from server.live.config import LiveConfig
+from server.live.fanout import Fanout
 from server.live.jitter import release_frames_early
 from server.live.pipeline import LivePipeline
 from server.live.tracks import AudioPassthroughTrack, MattedVideoTrack
@@ -40,6 +41,10 @@ class LiveSession:
     audio: AudioPassthroughTrack | None = None
     channel: RTCDataChannel | None = None
     closed: bool = False
+    outputs: Fanout = field(init=False)   # matted video and audio for WHEP viewers
+
+    def __post_init__(self) -> None:
+        self.outputs = Fanout(self.id)
 
     def describe(self) -> dict:
         return {
@@ -48,6 +53,7 @@ class LiveSession:
             "background": self.background,
             "age_s": round(time.monotonic() - self.created_at, 1),
             "audio": self.audio is not None,
+            "viewers": len(self.outputs.viewers),
             "stats": self.pipeline.stats.to_json(),
         }
 
@@ -58,6 +64,11 @@ class LiveSession:
     def send(self, message: dict) -> None:
         if self.channel is not None and self.channel.readyState == "open":
             self.channel.send(json.dumps(message))
+
+
+def _sends_video(pc: RTCPeerConnection) -> bool:
+    """Whether the negotiated answer sends matted video back (a WHIP publisher receives nothing)."""
+    return any(t.kind == "video" and t.currentDirection in ("sendrecv", "sendonly") for t in pc.getTransceivers())
 
 
 class LiveSessions:
@@ -112,6 +123,7 @@ class LiveSessions:
             if session.video is None:
                 raise ApiError(400, "the offer has no video track to matte")
             await pc.setLocalDescription(await pc.createAnswer())
+            session.video.sent = _sends_video(pc)
         except ApiError:
             await self.close(session_id)
             raise
@@ -129,11 +141,11 @@ class LiveSessions:
         def on_track(track):
             if track.kind == "video" and session.video is None:
                 release_frames_early(pc, track)
-                session.video = MattedVideoTrack(track, session.pipeline)
+                session.video = MattedVideoTrack(track, session.pipeline, session.outputs)
                 pc.addTrack(session.video)
             elif track.kind == "audio" and session.audio is None:
                 session.pipeline.expect_audio()
-                session.audio = AudioPassthroughTrack(track, session.pipeline)
+                session.audio = AudioPassthroughTrack(track, session.pipeline, session.outputs)
                 pc.addTrack(session.audio)
 
         @pc.on("datachannel")
@@ -176,6 +188,7 @@ class LiveSessions:
         for track in (session.video, session.audio):
             if track is not None:
                 track.stop()
+        await session.outputs.close()
         try:
             # Finalise the recording before touching the transport, so a failing
             # close cannot leave an unplayable file.

@@ -46,6 +46,7 @@ SCHEMAS = {
             "id": {"type": "string"},
             "state": {"type": "string", "description": "peer connection state"},
             "background": {"type": "string"}, "age_s": {"type": "number"}, "audio": {"type": "boolean"},
+            "viewers": {"type": "integer", "description": "WHEP viewers of its matted video"},
             "stats": {"$ref": "#/components/schemas/LiveStats"},
         },
     },

@@ -8,6 +8,7 @@ import time
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from server.live.fanout import Fanout
 from server.live.latest import LatestFrame
 from server.live.pipeline import LivePipeline
 
@@ -22,19 +23,26 @@ class MattedVideoTrack(MediaStreamTrack):
     bounded under overload. Matting runs on its own task rather than inside ``recv``:
     the next frame is matted while aiortc encodes and sends the previous one, instead
     of after it.
+
+    Matted frames also go to ``fanout`` while it has viewers (WHEP). The matting task
+    runs whether or not a sender pulls this track, so a publish-only peer (WHIP) is
+    matted for its recording, snapshots and viewers too.
     """
 
     kind = "video"
 
-    def __init__(self, source: MediaStreamTrack, pipeline: LivePipeline):
+    def __init__(self, source: MediaStreamTrack, pipeline: LivePipeline, fanout: Fanout | None = None):
         super().__init__()
         self._source = source
         self._pipeline = pipeline
+        self._fanout = fanout
         self._incoming: LatestFrame[av.VideoFrame] = LatestFrame()
         self._matted: LatestFrame[av.VideoFrame] = LatestFrame()
         self.last_frame_at: float | None = None  # time.monotonic() of the last incoming frame
         self._reader = asyncio.ensure_future(self._read())
         self._matter = asyncio.ensure_future(self._matte())
+        # False for a publish-only peer (WHIP): nothing pulls the matted frames, none is "dropped"
+        self.sent = True
 
     async def _read(self) -> None:
         try:
@@ -53,7 +61,10 @@ class MattedVideoTrack(MediaStreamTrack):
         try:
             while True:
                 frame, received_at = await self._incoming.get()
-                if self._matted.put(await self._pipeline.process(frame, received_at=received_at)):
+                out = await self._pipeline.process(frame, received_at=received_at)
+                if self._fanout is not None and self._fanout.watched:
+                    self._fanout.video.publish(out.to_ndarray(format="rgb24"))
+                if self._matted.put(out) and self.sent:
                     self._pipeline.note_dropped()  # matted, but the sender was still busy: a newer one goes
         except MediaStreamError as exc:
             self._matted.end(exc)
@@ -86,10 +97,11 @@ class AudioPassthroughTrack(MediaStreamTrack):
     # ~200 ms of 20 ms frames; older ones are dropped rather than adding delay.
     MAX_QUEUE = 10
 
-    def __init__(self, source: MediaStreamTrack, pipeline: LivePipeline):
+    def __init__(self, source: MediaStreamTrack, pipeline: LivePipeline, fanout: Fanout | None = None):
         super().__init__()
         self._source = source
         self._pipeline = pipeline
+        self._fanout = fanout
         self._queue: asyncio.Queue[av.AudioFrame | None] = asyncio.Queue(self.MAX_QUEUE)
         self._pump = asyncio.ensure_future(self._run())
 
@@ -98,6 +110,8 @@ class AudioPassthroughTrack(MediaStreamTrack):
             while True:
                 frame = await self._source.recv()
                 self._pipeline.push_audio(frame)
+                if self._fanout is not None:
+                    self._fanout.audio.publish(frame)
                 if self._queue.full():
                     self._queue.get_nowait()
                 self._queue.put_nowait(frame)
