@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matting.runtime import MattingRuntime
-from server import ice, jobs, live, openapi, streams
+from server import cluster, ice, jobs, live, openapi, streams
 from server.config import ServerConfig
 from server.context import CONTEXT, AppContext, context
 from server.errors import error_middleware
@@ -87,7 +87,9 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     app.router.add_static("/static", STATIC_DIR)
     openapi.setup(app)
     openapi.register(app, CORE_PATHS)
+    cluster.setup(app)  # first: the features below use the cluster node at start-up
     jobs.setup(app)
     live.setup(app)
     streams.setup(app)
+    app.on_startup.append(cluster.start_node)  # last: once every feature hooked itself to it
     return app

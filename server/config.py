@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from matting.config import RuntimeConfig
+from server.cluster.config import ClusterConfig
 from server.jobs.config import JobsConfig
 from server.live.config import LiveConfig
 from server.settings import setting
@@ -69,3 +70,4 @@ class ServerConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from matting.runtime import MattingRuntime
 from server.config import ServerConfig
+
+if TYPE_CHECKING:
+    from server.cluster.node import ClusterNode
 
 
 @dataclass
@@ -21,6 +24,8 @@ class AppContext:
     inference: ThreadPoolExecutor
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     openapi: dict[str, Any] = field(default_factory=dict)
+    # This node of a PostgreSQL cluster (ABRAR_DATABASE_URL); None for a single node on SQLite.
+    cluster: ClusterNode | None = None
 
 
 CONTEXT = web.AppKey("abrar_context", AppContext)

@@ -13,7 +13,7 @@ from matting.runtime import MattingRuntime
 from server.jobs.config import JobsConfig
 from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
-from server.jobs.store import Job, JobStore
+from server.jobs.store import Job, JobRecords
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,8 @@ _POLL_S = 5.0
 @dataclass
 class _Running:
     cancel: threading.Event = field(default_factory=threading.Event)
-    # "user" (DELETE) or "shutdown" (the server is stopping: put the job back in the queue)
+    # "user" (DELETE), "shutdown" (the server is stopping: put the job back in the queue)
+    # or "lost" (another node took the job over: leave its records and files alone)
     reason: str = "user"
 
 
@@ -35,7 +36,7 @@ def expires_at(config: JobsConfig) -> float | None:
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, files: JobFiles, runtime: MattingRuntime, config: JobsConfig,
+    def __init__(self, store: JobRecords, files: JobFiles, runtime: MattingRuntime, config: JobsConfig,
                  metrics: JobMetrics, db: Executor):
         self.store = store
         self.files = files
@@ -68,6 +69,16 @@ class JobRunner:
         running.reason = "user"
         running.cancel.set()
         return True
+
+    def running_ids(self) -> list[str]:
+        return list(self._running)
+
+    def lost(self, job_id: str) -> None:
+        """Stop a job another node took over (this one was taken for dead); its records are theirs now."""
+        running = self._running.get(job_id)
+        if running is not None:
+            running.reason = "lost"
+            running.cancel.set()
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop cleanly: running jobs go back to the queue and run again after a restart."""
@@ -143,6 +154,9 @@ class JobRunner:
                 self._finish(job, "failed", error=_describe(exc), frames_done=progress.frames_done)
                 return
         if running.cancel.is_set():
+            if running.reason == "lost":  # the result file may be the new run's by now
+                log.warning("job %s stopped: another node took it over", job.id)
+                return
             dst.unlink(missing_ok=True)
             if running.reason == "shutdown":
                 self.store.requeue(job.id)
@@ -170,7 +184,7 @@ def _describe(exc: Exception) -> str:
 class _ProgressWriter:
     """The matting loop's progress callback: throttled writes, metrics per frame."""
 
-    def __init__(self, store: JobStore, metrics: JobMetrics, job_id: str):
+    def __init__(self, store: JobRecords, metrics: JobMetrics, job_id: str):
         self.store = store
         self.metrics = metrics
         self.job_id = job_id
