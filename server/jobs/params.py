@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from collections.abc import Callable
 
 from aiohttp import web
 
