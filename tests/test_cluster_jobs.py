@@ -20,19 +20,10 @@ from cluster_support import (
     submit,
     wait_until,
 )
-from postgres_support import PostgresServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 JOBS = 30
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def _frames(data: bytes, path) -> int:

@@ -13,7 +13,7 @@ import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,6 +50,7 @@ class ClusterNode:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="cluster-db")
         self._ticks: list[Tick] = []
         self._channels: dict[str, Callable[[str], None]] = {}
+        self._on_leave: list[Callable[[], None]] = []
         self._task: asyncio.Task | None = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -65,9 +66,17 @@ class ClusterNode:
         """Call ``handler(payload)`` on the event loop for each NOTIFY on ``channel``."""
         self._channels[channel] = handler
 
+    def on_leave(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the node's thread when it leaves (close a feature's connection)."""
+        self._on_leave.append(fn)
+
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking database call on the node's own thread."""
+        """Run a blocking database call on the node's own thread (calls run one at a time, in order)."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Queue a database call on the node's thread without waiting for it."""
+        return self._thread.submit(fn, *args)
 
     # -- life ---------------------------------------------------------------------
 
@@ -94,6 +103,8 @@ class ClusterNode:
             await self.call(self._leave)
         except psycopg.Error as exc:
             log.warning("could not remove node %s from the database: %s", self.id, exc)
+        for fn in self._on_leave:
+            await self.call(fn)
         if self._listener is not None:
             await asyncio.to_thread(self._listener.join, 2 * _LISTEN_WAKE_S)
         self._thread.shutdown(wait=True)

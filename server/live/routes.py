@@ -4,6 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.bodies import json_body, sdp_offer
+from server.cluster.routes import gather
 from server.context import context
 from server.errors import ApiError
 from server.live.backgrounds import background_from_request, parse_client_background
@@ -33,8 +34,8 @@ async def offer(request: web.Request) -> web.Response:
 
 async def list_sessions(request: web.Request) -> web.Response:
     sessions = _sessions(request)
-    return web.json_response({"sessions": [s.describe() for s in sessions.all()],
-                              "limit": sessions.config.max_sessions})
+    found = await gather(request, "/sessions", "sessions", [s.describe() for s in sessions.all()])
+    return web.json_response({"sessions": found, "limit": sessions.config.max_sessions})
 
 
 async def get_session(request: web.Request) -> web.Response:

@@ -47,12 +47,14 @@ SCHEMAS = {
             "state": {"type": "string", "description": "peer connection state"},
             "background": {"type": "string"}, "age_s": {"type": "number"}, "audio": {"type": "boolean"},
             "stats": {"$ref": "#/components/schemas/LiveStats"},
+            "node": {"type": "string", "description": "the node serving the session (GET /nodes)"},
         },
     },
     "LiveSessionList": {
         "type": "object",
+        "description": "every node's sessions; with ?scope=node only those of the node answering",
         "properties": {"sessions": {"type": "array", "items": {"$ref": "#/components/schemas/LiveSession"}},
-                       "limit": {"type": "integer"}},
+                       "limit": {"type": "integer", "description": "sessions per node"}},
     },
     "BackgroundSpec": {
         "type": "object", "required": ["background"],
@@ -91,7 +93,10 @@ PATHS = {
                       "503": {"description": "session limit reached", "content": _json("Error")}},
     }},
     "/sessions": {"get": {
-        "summary": "Open live sessions and their stats", "tags": _TAG,
+        "summary": "Open live sessions of every node, and their stats", "tags": _TAG,
+        "parameters": [{"name": "scope", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["node"]},
+                        "description": "node: only the sessions of the node answering"}],
         "responses": {"200": _ok("Sessions", "LiveSessionList")},
     }},
     "/sessions/{id}": {

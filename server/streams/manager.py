@@ -44,12 +44,16 @@ class StreamManager:
         self._recordings_dir = recordings_dir
         self._downsample_ratio = downsample_ratio
         self._matte_budget_ms = matte_budget_ms
-        self._store_path = data_dir / store.FILE_NAME if config.persist else None
+        self.records: store.StreamRecords | None = store.FileRecords(data_dir / store.FILE_NAME) \
+            if config.persist else None
         self._streams: dict[str, Stream] = {}
         self.deleted_total = 0
 
     def __len__(self) -> int:
         return len(self._streams)
+
+    def __contains__(self, stream_id: str) -> bool:
+        return stream_id in self._streams
 
     def all(self) -> list[Stream]:
         return list(self._streams.values())
@@ -107,34 +111,48 @@ class StreamManager:
 
     async def restore(self) -> None:
         """Re-create the streams saved by an earlier run (the cameras may still be down)."""
-        if self._store_path is None:
+        if self.records is None:
             return
-        for entry in store.load(self._store_path):
-            label = entry.background
-            try:
-                background = parse_client_background(label)
-            except ValueError:  # an uploaded image is not persisted
-                label = self.config.default_background
-                background = parse_client_background(label)
-            try:
-                await self.create(entry.url, label, background, entry.record,
-                                  stream_id=entry.id, created_at=entry.created_at)
-            except ApiError as exc:  # e.g. the host is no longer on the allow-list
-                log.warning("stream %s not restored: %s", entry.id, exc.message)
+        records = self.records
+        entries = await asyncio.get_running_loop().run_in_executor(None, records.load, self.config.max_streams)
+        for entry in entries:
+            await self.adopt(entry)
         self._save()  # drops entries that could not be restored
+
+    async def adopt(self, entry: store.Entry) -> None:
+        """Run a saved stream here: at start-up, or taken over from a node that died."""
+        if entry.id in self._streams:
+            return
+        label = entry.background
+        try:
+            background = parse_client_background(label)
+        except ValueError:  # an uploaded image is not persisted
+            label = self.config.default_background
+            background = parse_client_background(label)
+        try:
+            await self.create(entry.url, label, background, entry.record,
+                              stream_id=entry.id, created_at=entry.created_at)
+        except ApiError as exc:  # e.g. the host is no longer on the allow-list
+            log.warning("stream %s not restored: %s", entry.id, exc.message)
+
+    async def release(self, stream_id: str) -> None:
+        """Stop a stream here but keep its record: another node runs it now."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            log.warning("stream %s: another node took it over; stopped here", stream_id)
+            await stream.close()
 
     async def close_all(self) -> None:
         """Server shutdown: stop every stream but keep the saved list for the next start."""
         streams, self._streams = list(self._streams.values()), {}
         join = self.config.read_timeout_s + 1.0
         await asyncio.gather(*(stream.close(join_timeout=join) for stream in streams))
+        if self.records is not None:
+            self.records.release_all()
 
     def _save(self) -> None:
-        if self._store_path is None:
+        if self.records is None:
             return
-        entries = [store.Entry(id=s.id, url=s.spec.source.url, background=s.background,
-                               record=s.record, created_at=s.spec.created_at) for s in self._streams.values()]
-        try:
-            store.save(self._store_path, entries)
-        except OSError as exc:
-            log.error("cannot save the stream list to %s: %s", self._store_path, exc)
+        self.records.save([store.Entry(id=s.id, url=s.spec.source.url, background=s.background,
+                                       record=s.record, created_at=s.spec.created_at)
+                           for s in self._streams.values()])
