@@ -18,9 +18,19 @@ def setup(app: web.Application) -> None:
     """Join the cluster at start-up (before the features that use it) and serve /nodes."""
     # Imported here: server.config imports server.cluster.config, which loads this
     # package before server.context exists.
+    from prometheus_client import Info
+
     from server import openapi
     from server.cluster import routes, spec
+    from server.cluster.node import default_identity
+    from server.context import context
 
+    ctx = context(app)
+    cfg = ctx.config
+    # /metrics is per node: this label tells a scraper behind a load balancer which one answered
+    Info("abrar_node", "this node of the cluster", registry=ctx.metrics).info({
+        "node": default_identity(cfg.cluster, cfg.host, cfg.port)[0],
+        "database": "postgresql" if cfg.cluster.database_url else "sqlite"})
     routes.add_routes(app)
     openapi.register(app, spec.PATHS, spec.SCHEMAS)
     app.cleanup_ctx.append(_lifecycle)

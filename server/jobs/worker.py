@@ -120,9 +120,12 @@ class JobRunner:
                 await loop.run_in_executor(self._pool, self._run, job, running)
             except Exception:  # a bug here must not leave the job 'running' forever
                 log.exception("job %s crashed", job.id)
-                await loop.run_in_executor(self._db, functools.partial(
-                    self.store.finish, job.id, "failed", expires_at=expires_at(self.config),
-                    error="internal error while running the job; see the server log"))
+                try:
+                    await loop.run_in_executor(self._db, functools.partial(
+                        self.store.finish, job.id, "failed", expires_at=expires_at(self.config),
+                        error="internal error while running the job; see the server log"))
+                except Exception:  # noqa: BLE001 - e.g. the database is away; the worker must live on
+                    log.exception("job %s: could not record its failure", job.id)
             finally:
                 self._running.pop(job.id, None)
 
