@@ -44,7 +44,13 @@ async def test_camera_moves_to_another_node_when_its_owner_is_killed(postgres, c
     db = postgres.create_database("streams_takeover")
     nodes = start_nodes(db, tmp_path / "data", ["a", "b"], *STREAM_ARGS,
                         "--recordings-dir", str(tmp_path / "rec"))
-    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=T))
+    redirects: list[str] = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_redirect(session, context, params):
+        redirects.append(str(params.url))
+    trace.on_request_redirect.append(on_redirect)
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=T), trace_configs=[trace])
     viewers: list[Viewer] = []
     live: LiveClient | None = None
     try:
@@ -62,13 +68,16 @@ async def test_camera_moves_to_another_node_when_its_owner_is_killed(postgres, c
         listed = requests.get(f"{nodes['b'].url}/streams", timeout=T).json()["streams"]
         assert [(s["id"], s["node"]) for s in listed] == [(sid, "a")]
 
-        # A non-owner answers with a 307 to the owner; the viewer's client follows it with its offer.
+        # A non-owner answers with a 307 to the owner, but forwards a viewer's offer to it (so the
+        # client needs no redirect); media then flows between the viewer and the owner.
         moved = requests.get(f"{nodes['b'].url}/streams/{sid}", allow_redirects=False, timeout=T)
         assert moved.status_code == 307 and moved.headers["Location"] == f"{nodes['a'].url}/streams/{sid}"
         first = Viewer(nodes["b"].url, sid, audio=False)
         viewers.append(first)
         await first.connect(http)
         await _first_frame(first, 60)
+        assert not redirects, redirects
+        assert requests.get(f"{nodes['a'].url}/streams/{sid}", timeout=T).json()["viewers"] == 1
 
         nodes["a"].kill()  # SIGKILL: its heartbeat, its RTSP session and the viewer's peer all vanish
         killed = time.monotonic()

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from server.cluster.node import default_identity
 from server.context import context
+from server.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,23 @@ async def gather(request: web.Request, path: str, key: str, local: list[dict[str
     return items
 
 
-def redirect_to(request: web.Request, node_url: str) -> web.HTTPTemporaryRedirect:
-    """307 to the same request on another node: the method and body are kept."""
-    return web.HTTPTemporaryRedirect(f"{node_url}{request.path_qs}")
+async def forward(request: web.Request, url: str, timeout_s: float) -> web.Response:
+    """Send this request to another node and answer with its response.
+
+    For WebRTC offers: the answer names the other node's ICE candidates, so media
+    flows straight between the client and that node; only signalling passes here,
+    which spares browsers a cross-origin redirect and works when clients cannot
+    reach node addresses (a load balancer in front)."""
+    body = await request.read()
+    headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "x-api-key")}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
+            async with http.request(request.method, url, data=body, headers=headers, allow_redirects=False) as resp:
+                return web.Response(body=await resp.read(), status=resp.status,
+                                    content_type=resp.content_type or "application/json")
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise ApiError(502, f"the node running this stream did not answer ({exc or type(exc).__name__}); "
+                            "retry shortly", code="node_unreachable") from None
 
 
 def add_routes(app: web.Application) -> None:

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from server.bodies import json_body, sdp_offer
-from server.cluster.routes import gather, node_id_of
+from server.cluster.routes import forward, gather, node_id_of
 from server.context import context
 from server.errors import ApiError
 from server.live.backgrounds import background_from_request, parse_client_background
@@ -104,7 +104,10 @@ async def delete_stream(request: web.Request) -> web.Response:
 
 async def offer(request: web.Request) -> web.Response:
     manager = _manager(request)
-    stream = await _stream(request)
+    try:
+        stream = await _stream(request)
+    except web.HTTPTemporaryRedirect as moved:  # the viewer's peer will connect to the owner itself
+        return await forward(request, moved.location, manager.config.viewer_connect_timeout_s)
     description = sdp_offer(await json_body(request))
     answer = await add_viewer(stream, description,
                               max_viewers=manager.config.max_viewers,
