@@ -1,6 +1,7 @@
 """Several `abrar serve` nodes on one throwaway PostgreSQL database, sharing a data dir."""
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,10 +12,11 @@ from psycopg.rows import dict_row
 from server_process import ServerProcess, start_server
 
 T = 30  # seconds, per HTTP call
-# Short cluster timings so failovers happen within a test's patience.
-HEARTBEAT_S = 0.5
-NODE_TIMEOUT_S = 3.0
-JOB_FAILOVER_S = 4.0
+# Short cluster timings so failovers happen within a test's patience; set these env
+# vars to the defaults (2, 8, 30) to measure failover as deployed.
+HEARTBEAT_S = float(os.environ.get("ABRAR_TEST_HEARTBEAT_S", 0.5))
+NODE_TIMEOUT_S = float(os.environ.get("ABRAR_TEST_NODE_TIMEOUT_S", 3.0))
+JOB_FAILOVER_S = float(os.environ.get("ABRAR_TEST_JOB_FAILOVER_S", 4.0))
 
 
 def node_args(database_url: str, node_id: str, *extra: str) -> list[str]:

@@ -141,3 +141,17 @@ def test_streams_of_a_silent_node_are_split_among_the_live_ones(db):
     dead._save([Entry(id="s0", url="rtsp://other/", background="blue", record=True, created_at=0)])
     assert query(db, "SELECT url, owner FROM streams WHERE id = 's0'")[0]["owner"] in ("a", "b")
     assert query(db, "SELECT url FROM streams WHERE id = 's0'")[0]["url"] == "rtsp://cam0/"
+
+
+async def test_single_node_without_postgres_lists_itself(runtime, tmp_path):
+    from api_support import api_client
+
+    async with api_client(runtime, tmp_path / "data") as client:
+        resp = await client.get("/nodes")
+        body = await resp.json()
+        metrics = await (await client.get("/metrics")).text()
+    assert resp.status == 200 and body["database"] == "sqlite"
+    [node] = body["nodes"]
+    assert node["alive"] and node["self"] and node["load"] == {"jobs_running": 0, "live_sessions": 0, "streams": 0}
+    assert node["capacity"]["job_workers"] == 1
+    assert f'abrar_node_info{{database="sqlite",node="{node["id"]}"}} 1.0' in metrics

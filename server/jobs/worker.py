@@ -173,9 +173,10 @@ class JobRunner:
         log.info("job %s completed: %d frames at %.1f fps", job.id, progress.frames_done, progress.fps or 0)
 
     def _finish(self, job: Job, status: str, **kw) -> None:
-        self.store.finish(job.id, status, expires_at=expires_at(self.config), **kw)
         # The upload is only needed to run the job (again); the result stays until it expires.
-        self.files.remove_file(job.id, job.input_name)
+        # A job that is no longer this run's (another node took it over) still needs its upload.
+        if self.store.finish(job.id, status, expires_at=expires_at(self.config), **kw):
+            self.files.remove_file(job.id, job.input_name)
 
 
 def _describe(exc: Exception) -> str:
