@@ -39,11 +39,12 @@ class PgStreamRecords:
     def load(self, capacity: int) -> list[Entry]:
         return self.sync([], capacity)[0]
 
-    def save(self, entries: list[Entry]) -> None:
+    def save(self, entries: list[Entry]) -> Future[None]:
         # On the node's thread, after any sync queued before it: a sync never sees a
         # stream running here whose row is not written yet.
         future = self._node.submit(self._save, entries)
         future.add_done_callback(_log_failure)
+        return future
 
     def _save(self, entries: list[Entry]) -> None:
         me = self._node.id

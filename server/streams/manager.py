@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 import uuid
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 from matting.compositing import Background
@@ -86,7 +86,7 @@ class StreamManager:
         stream = Stream(spec, pipeline, self.config)
         self._streams[spec.id] = stream
         stream.start()
-        self._save()
+        await self._persist()
         log.info("stream %s: ingesting %s", spec.id, source.redacted)
         return stream
 
@@ -97,13 +97,13 @@ class StreamManager:
 
     async def set_record(self, stream: Stream, record: bool) -> None:
         await stream.set_record(record)
-        self._save()
+        await self._persist()
 
     async def delete(self, stream_id: str) -> Stream:
         stream = self._streams.pop(stream_id, None)
         if stream is None:
             raise ApiError(404, f"no stream {stream_id!r}")
-        self._save()
+        await self._persist()
         self.deleted_total += 1
         await stream.close()
         log.info("stream %s: deleted", stream_id)
@@ -150,9 +150,18 @@ class StreamManager:
         if self.records is not None:
             self.records.release_all()
 
-    def _save(self) -> None:
+    async def _persist(self) -> None:
+        """Save, and wait until the change is visible to other nodes (saved on another thread)."""
+        saved = self._save()
+        if saved is not None:
+            try:
+                await asyncio.wrap_future(saved)
+            except Exception:  # noqa: BLE001 - logged where it failed; the stream runs on here
+                pass
+
+    def _save(self) -> Future[None] | None:
         if self.records is None:
-            return
-        self.records.save([store.Entry(id=s.id, url=s.spec.source.url, background=s.background,
+            return None
+        return self.records.save([store.Entry(id=s.id, url=s.spec.source.url, background=s.background,
                                        record=s.record, created_at=s.spec.created_at)
                            for s in self._streams.values()])

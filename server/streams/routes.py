@@ -107,7 +107,7 @@ async def offer(request: web.Request) -> web.Response:
     try:
         stream = await _stream(request)
     except web.HTTPTemporaryRedirect as moved:  # the viewer's peer will connect to the owner itself
-        return await forward(request, moved.location, manager.config.viewer_connect_timeout_s)
+        return await forward(request, str(moved.location), manager.config.viewer_connect_timeout_s)
     description = sdp_offer(await json_body(request))
     answer = await add_viewer(stream, description,
                               max_viewers=manager.config.max_viewers,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,8 +34,8 @@ class StreamRecords(Protocol):
     def load(self, capacity: int) -> list[Entry]:
         """The streams this node should run at start-up (at most ``capacity``)."""
 
-    def save(self, entries: list[Entry]) -> None:
-        """``entries`` are all the streams this node runs now."""
+    def save(self, entries: list[Entry]) -> Future[None] | None:
+        """``entries`` are all the streams this node runs now; a Future when saving goes on elsewhere."""
 
     def owner(self, stream_id: str) -> Owner | None:
         """Which node runs a stream this node does not have; None if no such stream."""
@@ -64,6 +65,7 @@ class FileRecords:
             save(self.path, entries)
         except OSError as exc:
             log.error("cannot save the stream list to %s: %s", self.path, exc)
+        return None
 
     def owner(self, stream_id: str) -> Owner | None:
         return None
