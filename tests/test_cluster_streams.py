@@ -101,9 +101,15 @@ async def test_camera_moves_to_another_node_when_its_owner_is_killed(postgres, c
             f"{nodes['b'].url}/streams/{sid}", timeout=T).json()["recording"], timeout=15)
         assert recording
 
-        # Deleting it from any node removes it everywhere.
         assert requests.delete(f"{nodes['b'].url}/streams/{sid}", timeout=T).status_code == 200
         assert not query(db, "SELECT id FROM streams")
+
+        # A clean shutdown hands the node's cameras over at once, not after a timeout.
+        resp = requests.post(f"{nodes['b'].url}/streams", json={"url": camera.url}, timeout=T)
+        assert resp.status_code == 201, resp.text
+        assert nodes["b"].terminate() == 0
+        assert query(db, "SELECT owner FROM streams") == [{"owner": None}]
+        assert not query(db, "SELECT id FROM nodes WHERE id = 'b'")
     finally:
         for viewer in viewers:
             await viewer.close()
