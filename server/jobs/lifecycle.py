@@ -57,7 +57,7 @@ async def _lifecycle(app: web.Application):
     store.close()
 
 
-def _records(app: web.Application):
+def _records(app: web.Application) -> Callable[[Path, Callable[[dict[str, int]], None]], JobRecords]:
     """The store factory: SQLite in the data dir, or the cluster's PostgreSQL database."""
     ctx = context(app)
     if ctx.cluster is None:

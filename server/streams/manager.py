@@ -117,7 +117,7 @@ class StreamManager:
         entries = await asyncio.get_running_loop().run_in_executor(None, records.load, self.config.max_streams)
         for entry in entries:
             await self.adopt(entry)
-        self._save()  # drops entries that could not be restored
+        await self._persist()  # drops entries that could not be restored
 
     async def adopt(self, entry: store.Entry) -> None:
         """Run a saved stream here: at start-up, or taken over from a node that died."""
@@ -162,6 +162,7 @@ class StreamManager:
     def _save(self) -> Future[None] | None:
         if self.records is None:
             return None
-        return self.records.save([store.Entry(id=s.id, url=s.spec.source.url, background=s.background,
-                                       record=s.record, created_at=s.spec.created_at)
-                           for s in self._streams.values()])
+        return self.records.save([
+            store.Entry(id=s.id, url=s.spec.source.url, background=s.background, record=s.record,
+                        created_at=s.spec.created_at)
+            for s in self._streams.values()])
