@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matting.runtime import MattingRuntime
-from server import dtls, ice, jobs, lanes, live, openapi, streams, webrtc_http
+from server import cluster, dtls, ice, jobs, lanes, live, openapi, streams, webrtc_http
 from server.capacity import Capacity, default_target_fps
 from server.config import ServerConfig
 from server.context import CONTEXT, AppContext, context
@@ -121,8 +121,10 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     app.router.add_static("/static", STATIC_DIR)
     openapi.setup(app)
     openapi.register(app, CORE_PATHS, CORE_SCHEMAS)
+    cluster.setup(app)  # first: the features below use the cluster node at start-up
     jobs.setup(app)
     live.setup(app)
     streams.setup(app)
     webrtc_http.setup(app)
+    app.on_startup.append(cluster.start_node)  # last: once every feature hooked itself to it
     return app

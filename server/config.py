@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from matting.config import RuntimeConfig
+from server.cluster.config import ClusterConfig
 from server.jobs.config import JobsConfig
 from server.jobs.url_input_config import UrlInputConfig
 from server.jobs.webhook_config import WebhooksConfig
@@ -90,3 +91,4 @@ class ServerConfig:
     webrtc: WebRtcHttpConfig = field(default_factory=WebRtcHttpConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     url_input: UrlInputConfig = field(default_factory=UrlInputConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -12,6 +12,9 @@ from matting.runtime import MattingRuntime
 from server.capacity import Capacity
 from server.config import ServerConfig
 from server.readiness import Readiness
+
+if TYPE_CHECKING:
+    from server.cluster.node import ClusterNode
 
 
 @dataclass
@@ -30,6 +33,8 @@ class AppContext:
     readiness: Readiness = field(default_factory=Readiness)
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     openapi: dict[str, Any] = field(default_factory=dict)
+    # This node of a PostgreSQL cluster (ABRAR_DATABASE_URL); None for a single node on SQLite.
+    cluster: ClusterNode | None = None
 
 
 CONTEXT = web.AppKey("abrar_context", AppContext)

@@ -43,6 +43,17 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the tests that need one (created on first use)."""
+    from postgres_support import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def runtime():
     """One CPU runtime for the whole test run (models load once)."""
     from matting.runtime import MattingRuntime, RuntimeConfig

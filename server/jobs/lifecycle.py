@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from server.jobs.config import JobsConfig
 from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
 from server.jobs.state import JOBS, METRICS, JobsState
-from server.jobs.store import JobStore
+from server.jobs.store import JobRecords, JobStore
 from server.jobs.url_input import UrlFetcher
 from server.jobs.webhooks import Deliveries
 from server.jobs.worker import JobRunner, expires_at
@@ -39,7 +40,7 @@ async def _lifecycle(app: web.Application):
     ctx = context(app)
     cfg = ctx.config.jobs
     metrics = app[METRICS]
-    files, store = await asyncio.to_thread(_open, ctx.config.data_dir.resolve(), cfg, metrics)
+    files, store = await asyncio.to_thread(_open, ctx.config.data_dir.resolve(), cfg, metrics, _records(app))
     db = ThreadPoolExecutor(1, thread_name_prefix="jobs-db")
     runner = JobRunner(store, files, ctx.runtime, cfg, metrics, db)
     webhooks = Deliveries(ctx.config.webhooks, store, db)
@@ -50,6 +51,10 @@ async def _lifecycle(app: web.Application):
     app[JOBS] = state
     await webhooks.start()  # also resumes deliveries a restart interrupted
     await state.url_inputs.start()
+    if ctx.cluster is not None:
+        from server.cluster.jobs import follow_jobs
+
+        follow_jobs(ctx.cluster, state)
     runner.start()
     ctx.readiness.add_check(runner.problems)
     cleanup = asyncio.create_task(_expire_loop(state), name="jobs-expiry")
@@ -63,11 +68,23 @@ async def _lifecycle(app: web.Application):
     store.close()
 
 
-def _open(data_dir: Path, cfg: JobsConfig, metrics: JobMetrics) -> tuple[JobFiles, JobStore]:
+def _records(app: web.Application) -> Callable[[Path, Callable[[dict[str, int]], None]], JobRecords]:
+    """The store factory: SQLite in the data dir, or the cluster's PostgreSQL database."""
+    ctx = context(app)
+    if ctx.cluster is None:
+        return lambda data_dir, on_change: JobStore(data_dir / DB_NAME, on_change=on_change)
+    from server.cluster.jobs_store import PgJobStore
+
+    url, node_id = ctx.cluster.database_url, ctx.cluster.id
+    return lambda data_dir, on_change: PgJobStore(url, node_id, on_change=on_change)
+
+
+def _open(data_dir: Path, cfg: JobsConfig, metrics: JobMetrics,
+          records: Callable[[Path, Callable[[dict[str, int]], None]], JobRecords]) -> tuple[JobFiles, JobRecords]:
     """Open the store and resolve what the previous process left behind."""
     files = JobFiles(data_dir, cfg.min_free_bytes)
     files.prepare()
-    store = JobStore(data_dir / DB_NAME, on_change=metrics.set_counts)
+    store = records(data_dir, metrics.set_counts)
     for r in store.recover(cfg.on_restart, cfg.max_interruptions, expires_at(cfg)):
         job = store.get(r.job_id)
         assert job is not None  # recover() has just updated it
@@ -80,7 +97,8 @@ def _open(data_dir: Path, cfg: JobsConfig, metrics: JobMetrics) -> tuple[JobFile
         if not files.file(job.id, job.input_name).is_file():
             store.fail_queued(job.id, "the uploaded video is missing from the data dir; submit it again",
                               expires_at(cfg))
-    removed = files.sweep(store.ids(), min_age_s=0)
+    # Alone, nothing is in flight at start-up; in a cluster, other nodes' uploads are.
+    removed = files.sweep(store.ids(), min_age_s=3600.0 if store.shared else 0)
     if removed:
         log.info("removed %d leftover files with no job record", removed)
     metrics.set_counts(store.counts())

@@ -180,7 +180,8 @@ async def delete_job(request: web.Request) -> web.Response:
             return web.json_response(job_json(await state.call(state.store.get, job.id)))
         job = await state.call(state.store.get, job.id)  # it started meanwhile
     if job is not None and job.status == "running":
-        state.runner.cancel(job.id)
+        if not state.runner.cancel(job.id):  # running on another node, or not registered yet
+            await state.call(state.store.request_cancel, job.id)
         return web.json_response(job_json(job), status=202)
     if job is not None:
         await state.call(state.store.delete, job.id)

@@ -13,7 +13,7 @@ from server.errors import ApiError
 from server.jobs.config import JobsConfig
 from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
-from server.jobs.store import JobStore
+from server.jobs.store import JobRecords
 from server.jobs.url_input import UrlFetcher
 from server.jobs.webhooks import Deliveries
 from server.jobs.worker import JobRunner
@@ -23,10 +23,10 @@ from server.jobs.worker import JobRunner
 class JobsState:
     config: JobsConfig
     files: JobFiles
-    store: JobStore
+    store: JobRecords
     runner: JobRunner
     metrics: JobMetrics
-    # One thread for the database, so SQLite calls never run on the event loop.
+    # One thread for the database, so its calls never run on the event loop.
     db: ThreadPoolExecutor
     # /remove-bg inference, apart from the live/RTSP pool so a 3 s cut-out never stalls a stream.
     images: ThreadPoolExecutor

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from collections.abc import Callable
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
@@ -103,12 +103,52 @@ class Recovered:
     status: str  # queued (will run again) or failed
 
 
+def interrupted_error(times: int) -> str:
+    """The error of a job failed because it was interrupted ``times`` times."""
+    return ("the server stopped while this job was running" + (f" ({times} times)" if times > 1 else "")
+            + "; submit the video again")
+
+
+class JobRecords(Protocol):
+    """What the upload API needs from a job store: SQLite here (one node), or
+    PostgreSQL (server.cluster.jobs_store, several nodes sharing the queue)."""
+
+    # True when other processes use the same records (several nodes): start-up
+    # must then leave alone what looks abandoned but may be another node's.
+    shared: bool
+
+    def close(self) -> None: ...
+    def get(self, job_id: str) -> Job | None: ...
+    def page(self, limit: int, offset: int, status: str | None = None) -> tuple[list[Job], int]: ...
+    def counts(self) -> dict[str, int]: ...
+    def ids(self) -> set[str]: ...
+    def add(self, job: Job, max_queued: int) -> bool: ...
+    def claim_next(self) -> Job | None: ...
+    def progress(self, job_id: str, frames_done: int, frames_total: int | None,
+                 fps: float | None, eta_s: float | None) -> None: ...
+    def finish(self, job_id: str, status: str, *, expires_at: float | None, error: str | None = None,
+               result_name: str | None = None, result_bytes: int | None = None,
+               frames_done: int | None = None) -> bool: ...
+    def cancel_queued(self, job_id: str, expires_at: float | None) -> bool: ...
+    def pending_callbacks(self) -> list[str]: ...
+    def set_callback(self, job_id: str, callback: dict[str, Any]) -> None: ...
+    def request_cancel(self, job_id: str) -> None: ...
+    def requeue(self, job_id: str) -> None: ...
+    def recover(self, policy: str, max_interruptions: int, expires_at: float | None) -> list[Recovered]: ...
+    def fail_queued(self, job_id: str, error: str, expires_at: float | None) -> None: ...
+    def delete(self, job_id: str) -> bool: ...
+    def expire_due(self, now: float) -> list[Job]: ...
+
+
 @dataclass
 class JobStore:
+    """The SQLite job store of a single node."""
+
     path: Path
     # Called with the per-status counts after every change of status (feeds a gauge).
     on_change: Callable[[dict[str, int]], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    shared = False
 
     def __post_init__(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +266,9 @@ class JobStore:
                 self._changed()
         return bool(cur.rowcount)
 
+    def request_cancel(self, job_id: str) -> None:
+        """Nothing to record: with one process, JobRunner.cancel reaches every running job."""
+
     def requeue(self, job_id: str) -> None:
         """Put a running job back in the queue (the server is shutting down cleanly)."""
         with self._lock, self._transaction():
@@ -254,9 +297,7 @@ class JobStore:
                         "fps = NULL, eta_s = NULL WHERE id = ?", (n, job_id))
                     out.append(Recovered(job_id, "queued"))
                 else:
-                    why = ("the server stopped while this job was running"
-                           + (f" ({n} times)" if n > 1 else "")
-                           + "; submit the video again")
+                    why = interrupted_error(n)
                     self._db.execute(
                         "UPDATE jobs SET status = 'failed', interruptions = ?, finished_at = ?, expires_at = ?, "
                         "error = ?, eta_s = NULL WHERE id = ?", (n, time.time(), expires_at, why, job_id))

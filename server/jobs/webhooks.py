@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from server.errors import ApiError
-from server.jobs.store import Job, JobStore
+from server.jobs.store import Job, JobRecords
 from server.jobs.views import job_json
 from server.jobs.webhook_config import WebhooksConfig
 from server.outbound import OutboundPolicy, client_session
@@ -68,7 +68,7 @@ def new_callback(policy: OutboundPolicy, url: str) -> dict[str, Any]:
 class Deliveries:
     """Sends each finished job's event once it finishes; lives on the event loop."""
 
-    def __init__(self, config: WebhooksConfig, store: JobStore, db: Executor):
+    def __init__(self, config: WebhooksConfig, store: JobRecords, db: Executor):
         self.config = config
         self.policy = OutboundPolicy.parse(config.allowed_hosts, "callback hosts")
         self._store = store

@@ -15,7 +15,7 @@ from server.disk import is_disk_full
 from server.jobs.config import JobsConfig
 from server.jobs.files import JobFiles
 from server.jobs.metrics import JobMetrics
-from server.jobs.store import Job, JobStore
+from server.jobs.store import Job, JobRecords
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,15 @@ _RETRY_SAVE_S = 2.0
 
 @dataclass(frozen=True)
 class _Outcome:
-    status: str  # completed, failed, cancelled, or requeue (the server is stopping)
+    status: str  # completed, failed, cancelled, requeue (the server is stopping) or lost (taken over)
     fields: dict[str, Any]  # JobStore.finish keywords
 
 
 @dataclass
 class _Running:
     cancel: threading.Event = field(default_factory=threading.Event)
-    # "user" (DELETE) or "shutdown" (the server is stopping: put the job back in the queue)
+    # "user" (DELETE), "shutdown" (the server is stopping: put the job back in the queue)
+    # or "lost" (another node took the job over: leave its records and files alone)
     reason: str = "user"
 
 
@@ -45,7 +46,7 @@ def expires_at(config: JobsConfig) -> float | None:
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, files: JobFiles, runtime: MattingRuntime, config: JobsConfig,
+    def __init__(self, store: JobRecords, files: JobFiles, runtime: MattingRuntime, config: JobsConfig,
                  metrics: JobMetrics, db: Executor):
         self.store = store
         self.files = files
@@ -83,6 +84,16 @@ class JobRunner:
         running.reason = "user"
         running.cancel.set()
         return True
+
+    def running_ids(self) -> list[str]:
+        return list(self._running)
+
+    def lost(self, job_id: str) -> None:
+        """Stop a job another node took over (this one was taken for dead); its records are theirs now."""
+        running = self._running.get(job_id)
+        if running is not None:
+            running.reason = "lost"
+            running.cancel.set()
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop cleanly: running jobs go back to the queue and run again after a restart."""
@@ -164,12 +175,15 @@ class JobRunner:
                 await asyncio.sleep(_RETRY_SAVE_S)
 
     def _record(self, job: Job, outcome: _Outcome) -> None:
+        if outcome.status == "lost":  # another node runs it now and records it
+            return
         if outcome.status == "requeue":
             self.store.requeue(job.id)
             return
-        self.store.finish(job.id, outcome.status, expires_at=expires_at(self.config), **outcome.fields)
         # The upload is only needed to run the job (again); the result stays until it expires.
-        self.files.remove_file(job.id, job.input_name)
+        # A job that is no longer this run's (another node took it over) still needs its upload.
+        if self.store.finish(job.id, outcome.status, expires_at=expires_at(self.config), **outcome.fields):
+            self.files.remove_file(job.id, job.input_name)
 
     # -- in a worker thread --------------------------------------------------------
 
@@ -205,6 +219,9 @@ class JobRunner:
                 return _Outcome("failed", {"error": _describe(exc, progress.frames_done),
                                            "frames_done": progress.frames_done})
         if running.cancel.is_set():
+            if running.reason == "lost":  # the result file may be the new run's by now
+                log.warning("job %s stopped: another node took it over", job.id)
+                return _Outcome("lost", {})
             dst.unlink(missing_ok=True)
             if running.reason == "shutdown":
                 log.info("job %s put back in the queue (server stopping)", job.id)
@@ -228,7 +245,7 @@ def _describe(exc: Exception, frames_done: int) -> str:
 class _ProgressWriter:
     """The matting loop's progress callback: throttled writes, metrics per frame."""
 
-    def __init__(self, store: JobStore, metrics: JobMetrics, job_id: str):
+    def __init__(self, store: JobRecords, metrics: JobMetrics, job_id: str):
         self.store = store
         self.metrics = metrics
         self.job_id = job_id

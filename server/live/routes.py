@@ -4,6 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.bodies import json_body, sdp_offer
+from server.cluster.routes import gather
 from server.context import context
 from server.downloads import file_response
 from server.errors import ApiError
@@ -35,8 +36,8 @@ async def offer(request: web.Request) -> web.Response:
 async def list_sessions(request: web.Request) -> web.Response:
     sessions = _sessions(request)
     capacity = sessions.capacity.report()
-    return web.json_response({"sessions": [s.describe() for s in sessions.all()],
-                              "limit": capacity.ceiling, "capacity": capacity.to_json()})
+    found = await gather(request, "/sessions", "sessions", [s.describe() for s in sessions.all()])
+    return web.json_response({"sessions": found, "limit": capacity.ceiling, "capacity": capacity.to_json()})
 
 
 async def get_session(request: web.Request) -> web.Response:

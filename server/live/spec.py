@@ -48,6 +48,7 @@ SCHEMAS = {
             "background": {"type": "string"}, "age_s": {"type": "number"}, "audio": {"type": "boolean"},
             "viewers": {"type": "integer", "description": "WHEP viewers of its matted video"},
             "stats": {"$ref": "#/components/schemas/LiveStats"},
+            "node": {"type": "string", "description": "the node serving the session (GET /nodes)"},
         },
     },
     "LiveCapacity": {
@@ -67,17 +68,20 @@ SCHEMAS = {
     },
     "LiveSessionList": {
         "type": "object",
+        "description": "every node's sessions; with ?scope=node only those of the node answering",
         "properties": {"sessions": {"type": "array", "items": {"$ref": "#/components/schemas/LiveSession"}},
                        "limit": {"type": "integer", "nullable": True,
-                                 "description": "the configured ceiling, if any"},
-                       "capacity": {"$ref": "#/components/schemas/LiveCapacity"}},
+                                 "description": "this node's configured ceiling, if any"},
+                       "capacity": {"$ref": "#/components/schemas/LiveCapacity",
+                                    "description": "the capacity of the node answering"}},
     },
     "CapacityError": {
         "type": "object",
         "properties": {"error": {"type": "object", "properties": {
             "code": {"type": "string", "example": "at_capacity"}, "message": {"type": "string"},
             "retry_after_s": {"type": "integer"},
-            "capacity": {"$ref": "#/components/schemas/LiveCapacity"}}}},
+            "capacity": {"$ref": "#/components/schemas/LiveCapacity",
+                                    "description": "the capacity of the node answering"}}}},
     },
     "BackgroundSpec": {
         "type": "object", "required": ["background"],
@@ -118,7 +122,10 @@ PATHS = {
                               "content": _json("CapacityError")}},
     }},
     "/sessions": {"get": {
-        "summary": "Open live sessions and their stats", "tags": _TAG,
+        "summary": "Open live sessions of every node, and their stats", "tags": _TAG,
+        "parameters": [{"name": "scope", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["node"]},
+                        "description": "node: only the sessions of the node answering"}],
         "responses": {"200": _ok("Sessions", "LiveSessionList")},
     }},
     "/sessions/{id}": {

@@ -13,6 +13,8 @@ Decisions:
   ``DATA_DIR/streams.json`` (mode 0600) and re-created at start-up, with the same
   ids; ``ABRAR_STREAMS_PERSIST=false`` turns this off. Uploaded background images
   are not saved (a restored stream falls back to the default background).
+- In a cluster (``ABRAR_DATABASE_URL``) the list is in PostgreSQL and each stream
+  runs on one node, which others take it over from if it dies (server.cluster.streams).
 """
 from __future__ import annotations
 
@@ -42,6 +44,11 @@ def setup(app: web.Application) -> None:
     openapi.register(app, spec.PATHS, spec.SCHEMAS)
 
     async def restore(app: web.Application) -> None:
+        node = context(app).cluster
+        if node is not None:  # the list lives in the cluster's database, each stream on one node
+            from server.cluster.streams import follow_streams
+
+            follow_streams(node, app[STREAMS])
         await app[STREAMS].restore()
 
     async def close_streams(app: web.Application) -> None:

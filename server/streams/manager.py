@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 import uuid
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 from matting.compositing import Background
@@ -47,12 +47,16 @@ class StreamManager:
         self._recordings_dir = recordings_dir
         self._downsample_ratio = downsample_ratio
         self._matte_budget_ms = matte_budget_ms
-        self._store_path = data_dir / store.FILE_NAME if config.persist else None
+        self.records: store.StreamRecords | None = store.FileRecords(data_dir / store.FILE_NAME) \
+            if config.persist else None
         self._streams: dict[str, Stream] = {}
         self.deleted_total = 0
 
     def __len__(self) -> int:
         return len(self._streams)
+
+    def __contains__(self, stream_id: str) -> bool:
+        return stream_id in self._streams
 
     def all(self) -> list[Stream]:
         return list(self._streams.values())
@@ -93,7 +97,7 @@ class StreamManager:
         stream = Stream(spec, pipeline, self.config)
         self._streams[spec.id] = stream
         stream.start()
-        self._save()
+        await self._persist()
         log.info("stream %s: ingesting %s", spec.id, source.redacted)
         return stream
 
@@ -104,14 +108,14 @@ class StreamManager:
 
     async def set_record(self, stream: Stream, record: bool) -> None:
         await stream.set_record(record)
-        self._save()
+        await self._persist()
 
     async def delete(self, stream_id: str) -> Stream:
         stream = self._streams.pop(stream_id, None)
         if stream is None:
             raise ApiError(404, f"no stream {stream_id!r}")
         self.capacity.release(_capacity_key(stream_id))
-        self._save()
+        await self._persist()
         self.deleted_total += 1
         await stream.close()
         log.info("stream %s: deleted", stream_id)
@@ -119,21 +123,36 @@ class StreamManager:
 
     async def restore(self) -> None:
         """Re-create the streams saved by an earlier run (the cameras may still be down)."""
-        if self._store_path is None:
+        if self.records is None:
             return
-        for entry in store.load(self._store_path):
-            label = entry.background
-            try:
-                background = parse_client_background(label)
-            except ValueError:  # an uploaded image is not persisted
-                label = self.config.default_background
-                background = parse_client_background(label)
-            try:
-                await self.create(entry.url, label, background, entry.record,
-                                  stream_id=entry.id, created_at=entry.created_at)
-            except ApiError as exc:  # e.g. the host is no longer on the allow-list
-                log.warning("stream %s not restored: %s", entry.id, exc.message)
-        self._save()  # drops entries that could not be restored
+        records = self.records
+        entries = await asyncio.get_running_loop().run_in_executor(None, records.load, self.config.max_streams)
+        for entry in entries:
+            await self.adopt(entry)
+        await self._persist()  # drops entries that could not be restored
+
+    async def adopt(self, entry: store.Entry) -> None:
+        """Run a saved stream here: at start-up, or taken over from a node that died."""
+        if entry.id in self._streams:
+            return
+        label = entry.background
+        try:
+            background = parse_client_background(label)
+        except ValueError:  # an uploaded image is not persisted
+            label = self.config.default_background
+            background = parse_client_background(label)
+        try:
+            await self.create(entry.url, label, background, entry.record,
+                              stream_id=entry.id, created_at=entry.created_at)
+        except ApiError as exc:  # e.g. the host is no longer on the allow-list
+            log.warning("stream %s not restored: %s", entry.id, exc.message)
+
+    async def release(self, stream_id: str) -> None:
+        """Stop a stream here but keep its record: another node runs it now."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            log.warning("stream %s: another node took it over; stopped here", stream_id)
+            await stream.close()
 
     async def close_all(self) -> None:
         """Server shutdown: stop every stream but keep the saved list for the next start."""
@@ -142,16 +161,25 @@ class StreamManager:
             self.capacity.release(_capacity_key(stream.id))
         join = self.config.read_timeout_s + 1.0
         await asyncio.gather(*(stream.close(join_timeout=join) for stream in streams))
+        if self.records is not None:
+            self.records.release_all()
 
-    def _save(self) -> None:
-        if self._store_path is None:
-            return
-        entries = [store.Entry(id=s.id, url=s.spec.source.url, background=s.background,
-                               record=s.record, created_at=s.spec.created_at) for s in self._streams.values()]
-        try:
-            store.save(self._store_path, entries)
-        except OSError as exc:
-            log.error("cannot save the stream list to %s: %s", self._store_path, exc)
+    async def _persist(self) -> None:
+        """Save, and wait until the change is visible to other nodes (saved on another thread)."""
+        saved = self._save()
+        if saved is not None:
+            try:
+                await asyncio.wrap_future(saved)
+            except Exception:  # noqa: BLE001 - logged where it failed; the stream runs on here
+                pass
+
+    def _save(self) -> Future[None] | None:
+        if self.records is None:
+            return None
+        return self.records.save([
+            store.Entry(id=s.id, url=s.spec.source.url, background=s.background, record=s.record,
+                        created_at=s.spec.created_at)
+            for s in self._streams.values()])
 
 
 def _capacity_key(stream_id: str) -> str:

@@ -7,13 +7,14 @@ import asyncio
 from aiohttp import web
 
 from server.bodies import json_body, sdp_offer
+from server.cluster.routes import forward, gather, node_id_of
 from server.context import context
 from server.errors import ApiError
 from server.live.backgrounds import background_from_request, parse_client_background
 from server.live.recordings import recording_url
 from server.live.routes import snapshot_response
 from server.streams.manager import StreamManager
-from server.streams.stream import StreamState
+from server.streams.stream import Stream, StreamState
 from server.streams.viewers import add_viewer
 
 STREAMS = web.AppKey("abrar_streams", StreamManager)
@@ -23,6 +24,23 @@ CREATE_FIELDS = {"url", "background", "record", "require_online"}
 
 def _manager(request: web.Request) -> StreamManager:
     return request.app[STREAMS]
+
+
+async def _stream(request: web.Request) -> Stream:
+    """The stream of the path, if it runs here; one running on another node of the
+    cluster is a 307 to that node (method and body kept, so a viewer's offer works)."""
+    manager = _manager(request)
+    stream_id = request.match_info["id"]
+    if stream_id in manager or manager.records is None:
+        return manager.get(stream_id)
+    owner = await asyncio.get_running_loop().run_in_executor(None, manager.records.owner, stream_id)
+    if owner is None:
+        return manager.get(stream_id)  # 404
+    if owner.alive and owner.url and owner.node_id != node_id_of(request):
+        raise web.HTTPTemporaryRedirect(f"{owner.url}{request.path_qs}")
+    retry = 2 * context(request).config.cluster.heartbeat_s
+    raise ApiError(503, f"stream {stream_id!r} is moving to another node (its node stopped); retry shortly",
+                   code="stream_moving", headers={"Retry-After": str(max(1, round(retry)))})
 
 
 def _flag(body: dict, name: str, default: bool) -> bool:
@@ -70,22 +88,27 @@ async def create_stream(request: web.Request) -> web.Response:
 
 async def list_streams(request: web.Request) -> web.Response:
     manager = _manager(request)
-    return web.json_response({"streams": [s.to_json() for s in manager.all()], "limit": manager.config.max_streams,
+    streams = await gather(request, "/streams", "streams", [s.to_json() for s in manager.all()])
+    return web.json_response({"streams": streams, "limit": manager.config.max_streams,
                               "capacity": manager.capacity.report().to_json()})
 
 
 async def get_stream(request: web.Request) -> web.Response:
-    return web.json_response(_manager(request).get(request.match_info["id"]).to_json())
+    stream = await _stream(request)
+    return web.json_response({**stream.to_json(), "node": node_id_of(request)})
 
 
 async def delete_stream(request: web.Request) -> web.Response:
-    stream = await _manager(request).delete(request.match_info["id"])
+    stream = await _manager(request).delete((await _stream(request)).id)
     return web.json_response(stream.to_json())
 
 
 async def offer(request: web.Request) -> web.Response:
     manager = _manager(request)
-    stream = manager.get(request.match_info["id"])
+    try:
+        stream = await _stream(request)
+    except web.HTTPTemporaryRedirect as moved:  # the viewer's peer will connect to the owner itself
+        return await forward(request, str(moved.location), manager.config.viewer_connect_timeout_s)
     description = sdp_offer(await json_body(request))
     answer = await add_viewer(stream, description,
                               max_viewers=manager.config.max_viewers,
@@ -95,7 +118,7 @@ async def offer(request: web.Request) -> web.Response:
 
 async def set_background(request: web.Request) -> web.Response:
     manager = _manager(request)
-    stream = manager.get(request.match_info["id"])
+    stream = await _stream(request)
     limit = context(request).config.live.max_background_bytes
     background, label = await background_from_request(request, limit)
     manager.set_background(stream, background, label)
@@ -104,7 +127,7 @@ async def set_background(request: web.Request) -> web.Response:
 
 async def recording(request: web.Request) -> web.Response:
     manager = _manager(request)
-    stream = manager.get(request.match_info["id"])
+    stream = await _stream(request)
     action = (await json_body(request)).get("action")
     if action not in ("start", "stop"):
         raise ApiError(400, 'expected {"action": "start"} or {"action": "stop"}')
@@ -118,7 +141,7 @@ async def recording(request: web.Request) -> web.Response:
 
 
 async def snapshot(request: web.Request) -> web.Response:
-    stream = _manager(request).get(request.match_info["id"])
+    stream = await _stream(request)
     stream.prepare_snapshot()
     return await snapshot_response(stream.pipeline, f"stream-{stream.id}.png", "wait until the stream is live")
 

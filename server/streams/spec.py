@@ -84,11 +84,14 @@ SCHEMAS = {
             "recording": {"type": "string", "nullable": True, "description": "segment being written"},
             "recordings": {"type": "array", "items": _ref("StreamRecordingFile"),
                            "description": "finished segments, oldest first (download from /recordings/{name})"},
+            "node": {"type": "string", "description": "the node running the stream (GET /nodes)"},
         },
     },
     "StreamList": {
         "type": "object",
-        "properties": {"streams": {"type": "array", "items": _ref("Stream")}, "limit": {"type": "integer"},
+        "description": "every node's streams; with ?scope=node only those of the node answering",
+        "properties": {"streams": {"type": "array", "items": _ref("Stream")},
+                       "limit": {"type": "integer", "description": "streams per node"},
                        "capacity": _ref("LiveCapacity")},
     },
     "StreamOffer": {
@@ -126,7 +129,10 @@ PATHS = {
                           "400": _ERR, "403": _ERR, "422": _ERR, "503": _ERR},
         },
         "get": {
-            "summary": "List streams", "tags": _TAG,
+            "summary": "List the streams of every node", "tags": _TAG,
+            "parameters": [{"name": "scope", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["node"]},
+                            "description": "node: only the streams of the node answering"}],
             "responses": {"200": {"description": "All streams", "content": _json("StreamList")}},
         },
     },
