@@ -18,6 +18,8 @@ BACKENDS = ("torch", "onnxruntime", "auto")
 # Batch size for batch_max=0 on a GPU: on an H100, 16 streams of 720p30 batched held
 # p95 32 ms where unbatched they fell behind (bench/README.md)
 GPU_BATCH_MAX = 16
+# What ONNX Runtime runs for precision=auto on a CPU (bench/README.md, issue 14).
+CPU_AUTO_PRECISION = "fp32"
 
 
 def resolve_backend(backend: str, choice: DeviceChoice) -> str:
@@ -34,6 +36,17 @@ def resolve_backend(backend: str, choice: DeviceChoice) -> str:
     return backend
 
 
+def onnx_precision(precision: str, backend: str) -> str:
+    """``fp32`` or ``int8``: the precision of the ONNX Runtime models for the configured
+    ``precision`` and the resolved ``backend``; ValueError if int8 cannot run."""
+    if precision == "int8" and backend != "onnxruntime":
+        raise ValueError("precision int8 runs in ONNX Runtime on the CPU: use backend auto or onnxruntime "
+                         "(with the onnx and onnxruntime packages installed), not torch")
+    if precision == "auto" and backend == "onnxruntime":
+        return CPU_AUTO_PRECISION
+    return "int8" if precision == "int8" else "fp32"
+
+
 class MattingRuntime:
     """Lazily loads RVM and RMBG once; hands out per-stream sessions.
 
@@ -47,6 +60,7 @@ class MattingRuntime:
         if self.config.threads and self.choice.device.type == "cpu":
             torch.set_num_threads(self.config.threads)
         self.backend = resolve_backend(self.config.backend, self.choice)
+        self.onnx_precision = onnx_precision(self.config.precision, self.backend)
         self._lock = threading.Lock()
         self._rvm: torch.nn.Module | None = None
         self._rmbg: torch.nn.Module | None = None
@@ -69,10 +83,13 @@ class MattingRuntime:
                 model = load_rvm(path, device=self.device, dtype=self.dtype, refiner=self.config.refiner)
                 log.info("RVM backend: %s (configured: %s)", self.backend, self.config.backend)
                 if self.backend == "onnxruntime":
+                    from matting.onnx_cache import OnnxCache
                     from matting.rvm.onnx_backend import OnnxMattingNetwork
 
-                    model = OnnxMattingNetwork(model, threads=self.config.threads)
-                    model.session("refined")  # export now, not during a live stream's first frame
+                    onnx = OnnxMattingNetwork(model, threads=self.config.threads,
+                                              precision=self.onnx_precision, cache=OnnxCache(path))
+                    onnx.prepare()  # export/calibrate now, not during a live stream's first frame
+                    model = onnx
                 elif self.device.type == "cuda" and self.config.cuda_graphs:
                     from matting.cuda_graphs import CudaGraphMattingNetwork
 
@@ -88,9 +105,11 @@ class MattingRuntime:
                 path = weights.resolve("rmbg", self.config.rmbg_weights, download=self.config.download)
                 model = load_rmbg(path, device=self.device, dtype=self.dtype)
                 if self.backend == "onnxruntime":
+                    from matting.onnx_cache import OnnxCache
                     from matting.rmbg.onnx_backend import OnnxRMBG
 
-                    model = OnnxRMBG(model, threads=self.config.threads)
+                    model = OnnxRMBG(model, threads=self.config.threads, precision=self.onnx_precision,
+                                     cache=OnnxCache(path))
                 log.info("RMBG backend: %s", self.backend)
                 self._rmbg = model
             return self._rmbg
