@@ -47,9 +47,14 @@ class OnnxCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".part")
+        except OSError as exc:  # a read-only cache costs a rebuild next time, nothing more
+            log.warning("could not cache %s: %s", path, exc)
+            return model
+        try:
             with os.fdopen(fd, "wb") as out:
                 out.write(model)
             os.replace(tmp, path)
-        except OSError as exc:  # a read-only cache costs a rebuild next time, nothing more
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
             log.warning("could not cache %s: %s", path, exc)
         return model

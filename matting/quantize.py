@@ -36,11 +36,11 @@ def calibration_photo() -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def first_conv(model: bytes) -> str:
-    """The name of the first Conv node of ``model`` (the one that sees the pixels)."""
+def conv_names(model: bytes) -> list[str]:
+    """The names of ``model``'s Conv nodes, in graph order (the first sees the pixels)."""
     import onnx
 
-    return next(node.name for node in onnx.load_from_string(model).graph.node if node.op_type == "Conv")
+    return [node.name for node in onnx.load_from_string(model).graph.node if node.op_type == "Conv"]
 
 
 def quantize_int8(model: bytes, feeds: Iterable[dict[str, np.ndarray]], keep_float: Sequence[str] = ()) -> bytes:

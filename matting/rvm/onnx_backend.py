@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from matting.onnx_cache import OnnxCache
 from matting.onnx_runtime import OPSET, ort_session, to_onnx
-from matting.quantize import calibration_clip, first_conv, quantize_int8
+from matting.quantize import calibration_clip, conv_names, quantize_int8
 from matting.rvm.network import MattingNetwork, downsample
 
 STATE_NAMES = ("r1", "r2", "r3", "r4")
@@ -139,7 +139,7 @@ class OnnxMattingNetwork(nn.Module):
             def build() -> bytes:
                 fp32 = self.model(graph, "fp32")
                 feeds = calibration_feeds(fp32, graph, self.threads)
-                return quantize_int8(fp32, feeds, keep_float=[first_conv(fp32)])
+                return quantize_int8(fp32, feeds, keep_float=conv_names(fp32)[:1])
         if self.cache is None:
             return build()
         return self.cache.get(f"{graph}-{self.refiner_name}-{precision}", build)
