@@ -48,7 +48,7 @@ class Setting:
     grad: str = "inference_mode"    # inference_mode | no_grad
     channels_last: bool = False
     bf16: bool = False              # torch.autocast bfloat16 (a quality trade)
-    int8: bool = False              # ORT static int8 quantisation (a quality trade)
+    int8: bool = False              # ORT static int8 (matting.quantize, as ABRAR_PRECISION=int8)
     compile: bool = False           # torch.compile of the encoder/decoder
 
     @property
@@ -80,7 +80,7 @@ SETTINGS = [
     replace(BASE, name="ort_ratio_0.375_torch_1_thread", lever="ONNX Runtime + resolution + threads",
             backend="onnxruntime", ratio=0.375, threads=1),
     replace(BASE, name="ort_ratio_0.25", lever="ONNX Runtime + resolution", backend="onnxruntime", ratio=0.25),
-    replace(BASE, name="ort_int8", lever="int8 static quantisation (quality trade)", backend="onnxruntime",
+    replace(BASE, name="ort_int8", lever="int8 (ABRAR_PRECISION=int8)", backend="onnxruntime",
             int8=True),
 ]
 COMPILE = replace(BASE, name="torch_compile", lever="torch.compile (inductor)", compile=True)
@@ -112,51 +112,6 @@ def load_frames(path: Path, size: tuple[int, int], count: int | None = None):
             if count and len(frames) == count:
                 break
     return frames
-
-
-def int8_model(net, ratio: float) -> bytes:
-    """The ``refined`` graph with its convolutions in static int8 (QDQ, per-channel
-    weights; the refiner stays float), calibrated on the real video (not the quality
-    clip) at the network size of 640x480 x ratio, state carried."""
-    import tempfile
-
-    import numpy as np
-    import torch
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    from matting.rvm.network import downsample
-    from matting.rvm.onnx_backend import STATE_NAMES, export, state_shapes
-
-    feeds, state = [], (None, None, None, None)
-    for rgb in load_frames(VIDEO, SIZE, 40)[::2]:
-        src = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
-        small = downsample(src, ratio)
-        shapes = state_shapes(1, *small.shape[2:])
-        feeds.append({"src": src.numpy(), "small": small.numpy(),
-                      **{n: np.zeros(s, np.float32) if r is None else r.numpy()
-                         for n, r, s in zip(STATE_NAMES, state, shapes)}})
-        with torch.inference_mode():
-            state = net(src, *state, downsample_ratio=ratio)[2:]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter(feeds)
-
-        def get_next(self):
-            return next(self.items, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src_path, dst_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src_path.write_bytes(export(net, "refined"))
-        quantize_static(str(src_path), str(dst_path), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv"])
-        return dst_path.read_bytes()
 
 
 class Stepper:
@@ -216,6 +171,7 @@ def build_nets(settings: list[Setting]) -> dict:
     import torch
 
     from matting import weights
+    from matting.onnx_cache import OnnxCache
     from matting.rvm import load_rvm
     from matting.rvm.onnx_backend import OnnxMattingNetwork
 
@@ -227,8 +183,8 @@ def build_nets(settings: list[Setting]) -> dict:
             continue
         net = load_rvm(path, device="cpu", dtype=torch.float32, refiner=s.refiner)
         if s.backend == "onnxruntime":
-            graphs = {"refined": int8_model(net, s.ratio)} if s.int8 else None
-            net = OnnxMattingNetwork(net, threads=s.ort_threads, graphs=graphs)
+            net = OnnxMattingNetwork(net, threads=s.ort_threads, precision="int8" if s.int8 else "fp32",
+                                     cache=OnnxCache(path))
         nets[key] = net
     return nets
 

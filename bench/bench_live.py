@@ -38,15 +38,19 @@ SIZE = (640, 480)
 SOURCE_FPS = 30
 os.environ.setdefault("ABRAR_MODELS_DIR", str(SHARED / "models"))
 
-# name -> (backend, downsample ratio or None for auto, latency budget ms for the adaptive ratio)
+# name -> (backend, downsample ratio or None for auto, latency budget ms for the adaptive
+# ratio, precision)
 CONFIGS = {
-    "before_torch_auto": ("torch", None, None),   # the defaults before this work: ratio 0.75
-    "torch_0.5": ("torch", 0.5, None),
-    "torch_0.375": ("torch", 0.375, None),
-    "ort_0.5": ("onnxruntime", 0.5, None),
-    "ort_0.375": ("onnxruntime", 0.375, None),
-    "ort_0.25": ("onnxruntime", 0.25, None),
-    "ort_adaptive_45ms": ("onnxruntime", None, 45.0),
+    "before_torch_auto": ("torch", None, None, "auto"),   # the defaults before this work: ratio 0.75
+    "torch_0.5": ("torch", 0.5, None, "auto"),
+    "torch_0.375": ("torch", 0.375, None, "auto"),
+    "ort_0.5": ("onnxruntime", 0.5, None, "fp32"),
+    "ort_0.375": ("onnxruntime", 0.375, None, "fp32"),
+    "ort_0.25": ("onnxruntime", 0.25, None, "fp32"),
+    "ort_adaptive_45ms": ("onnxruntime", None, 45.0, "fp32"),
+    "ort_int8_0.5": ("onnxruntime", 0.5, None, "int8"),
+    "ort_int8_0.375": ("onnxruntime", 0.375, None, "int8"),
+    "ort_int8_adaptive_45ms": ("onnxruntime", None, 45.0, "int8"),
 }
 
 
@@ -95,8 +99,9 @@ async def run_live(config: str, args: argparse.Namespace) -> dict:
     from server.live.latest import LatestFrame
     from server.live.pipeline import LivePipeline
 
-    backend, ratio, budget = CONFIGS[config]
-    runtime = MattingRuntime(RuntimeConfig(device="cpu", backend=backend, threads=args.threads, download=False))
+    backend, ratio, budget, precision = CONFIGS[config]
+    runtime = MattingRuntime(RuntimeConfig(device="cpu", backend=backend, precision=precision,
+                                           threads=args.threads, download=False))
     runtime.video_model()
     total_s = args.warmup_seconds + args.seconds
     packets = vp8_packets(total_s + 1)
@@ -153,8 +158,8 @@ async def run_live(config: str, args: argparse.Namespace) -> dict:
     lat = np.asarray(latencies)
     span = outputs[-1] - outputs[0] if len(outputs) > 1 else float("nan")
     return {
-        "config": config, "backend": runtime.backend, "downsample_ratio": ratio,
-        "adaptive_budget_ms": budget, "ratios_used": sorted(set(ratios)),
+        "config": config, "backend": runtime.backend, "precision": runtime.onnx_precision,
+        "downsample_ratio": ratio, "adaptive_budget_ms": budget, "ratios_used": sorted(set(ratios)),
         "fps": round((len(outputs) - 1) / span, 2),
         "added_latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1),
                              "p95": round(float(np.percentile(lat, 95)), 1),

@@ -8,7 +8,8 @@ from pathlib import Path
 @dataclass(frozen=True)
 class RuntimeConfig:
     device: str = "auto"          # auto | cpu | cuda | cuda:N
-    precision: str = "auto"       # auto | fp32 | fp16
+    # int8: CPU only, in ONNX Runtime (matting.quantize); auto: see matting.runtime.onnx_precision
+    precision: str = "auto"       # auto | fp32 | fp16 | int8
     rvm_weights: Path | None = None
     rmbg_weights: Path | None = None
     # auto: the checkpoint's deep guided filter, or the fast guided filter when the

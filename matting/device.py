@@ -1,4 +1,7 @@
-"""Pick the torch device and dtype: CUDA fp16 when present, CPU fp32 otherwise."""
+"""Pick the torch device and dtype: CUDA fp16 when present, CPU fp32 otherwise.
+
+``int8`` is a CPU precision of the ONNX Runtime models (matting.runtime); the tensors
+that torch hands them stay float32."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-PRECISION_CHOICES = ("auto", "fp32", "fp16")
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,7 @@ class DeviceChoice:
 
 
 def select_device(device: str = "auto", precision: str = "auto") -> DeviceChoice:
-    """Resolve ``device`` (auto|cpu|cuda|cuda:N) and ``precision`` (auto|fp32|fp16)."""
+    """Resolve ``device`` (auto|cpu|cuda|cuda:N) and ``precision`` (auto|fp32|fp16|int8)."""
     if device == "auto":
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -28,6 +31,10 @@ def select_device(device: str = "auto", precision: str = "auto") -> DeviceChoice
             raise ValueError("device 'cuda' was asked for but CUDA is not available here; choose device cpu (or auto)")
     if precision == "auto":
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
+    elif precision == "int8":
+        if dev.type != "cpu":
+            raise ValueError(f"int8 runs on the CPU (in ONNX Runtime), not on {dev}; use fp16 or fp32 there")
+        dtype = torch.float32
     elif precision in ("fp16", "fp32"):
         dtype = torch.float16 if precision == "fp16" else torch.float32
     else:

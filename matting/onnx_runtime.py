@@ -44,18 +44,23 @@ def to_onnx(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: list[st
     return buffer.getvalue()
 
 
-def ort_session(model: bytes, threads: int | None = None):
+def ort_session(model: bytes, threads: int | None = None, *, optimization: str = "all", spinning: bool = False):
     """An ONNX Runtime CPU session for ``model`` (bytes) with ``threads`` intra-op threads
-    (None: one per core). Idle threads sleep rather than spin, so that they do not take
-    the cores that decoding, compositing and encoding need."""
+    (None: one per core). Idle threads sleep rather than spin (``spinning``), so that they
+    do not take the cores that decoding, compositing and encoding need. ``optimization``:
+    ONNX Runtime's graph optimisation level (basic, extended, all); bench_ort_options.py
+    measures the alternatives."""
     try:
         import onnxruntime as ort
     except ImportError as exc:
         raise OnnxUnavailable(f"the onnxruntime backend needs 'onnxruntime': {INSTALL}") from exc
+    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = levels[optimization]
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

@@ -19,6 +19,8 @@ BACKENDS = ("torch", "onnxruntime", "auto")
 # Batch size for batch_max=0 on a GPU: on an H100, 16 streams of 720p30 batched held
 # p95 32 ms where unbatched they fell behind (bench/README.md)
 GPU_BATCH_MAX = 16
+# What ONNX Runtime runs for precision=auto on a CPU (bench/README.md, issue 14).
+CPU_AUTO_PRECISION = "fp32"
 
 
 def resolve_backend(backend: str, choice: DeviceChoice) -> str:
@@ -33,6 +35,17 @@ def resolve_backend(backend: str, choice: DeviceChoice) -> str:
         raise ValueError(f"the onnxruntime backend runs on the CPU in fp32 only, not on "
                          f"{choice.device} {str(choice.dtype).removeprefix('torch.')}; use backend torch")
     return backend
+
+
+def onnx_precision(precision: str, backend: str) -> str:
+    """``fp32`` or ``int8``: the precision of the ONNX Runtime models for the configured
+    ``precision`` and the resolved ``backend``; ValueError if int8 cannot run."""
+    if precision == "int8" and backend != "onnxruntime":
+        raise ValueError("precision int8 runs in ONNX Runtime on the CPU: use backend auto or onnxruntime "
+                         "(with the onnx and onnxruntime packages installed), not torch")
+    if precision == "auto" and backend == "onnxruntime":
+        return CPU_AUTO_PRECISION
+    return "int8" if precision == "int8" else "fp32"
 
 
 class MattingRuntime:
@@ -51,6 +64,7 @@ class MattingRuntime:
         self.backend = resolve_backend(self.config.backend, self.choice)
         # one lock per model: loading RMBG never holds up a live stream's RVM
         self._locks = {name: threading.Lock() for name in ("rvm", "rmbg", "batcher")}
+        self.onnx_precision = onnx_precision(self.config.precision, self.backend)
         self._rvm: torch.nn.Module | None = None
         self._rmbg: torch.nn.Module | None = None
         self._cutout_process = None
@@ -82,10 +96,12 @@ class MattingRuntime:
                 model: torch.nn.Module = net
                 log.info("RVM backend: %s (configured: %s)", self.backend, self.config.backend)
                 if self.backend == "onnxruntime":
+                    from matting.onnx_cache import OnnxCache
                     from matting.rvm.onnx_backend import OnnxMattingNetwork
 
-                    onnx = OnnxMattingNetwork(net, threads=self.config.threads)
-                    onnx.session("refined")  # export now, not during a live stream's first frame
+                    onnx = OnnxMattingNetwork(net, threads=self.config.threads,
+                                              precision=self.onnx_precision, cache=OnnxCache(path))
+                    onnx.prepare()  # export/calibrate now, not during a live stream's first frame
                     model = onnx
                 elif self.device.type == "cuda" and self.config.cuda_graphs:
                     from matting.cuda_graphs import CudaGraphMattingNetwork
@@ -103,9 +119,11 @@ class MattingRuntime:
                 net = load_rmbg(path, device=self.device, dtype=self.dtype)
                 model: torch.nn.Module = net
                 if self.backend == "onnxruntime":
+                    from matting.onnx_cache import OnnxCache
                     from matting.rmbg.onnx_backend import OnnxRMBG
 
-                    model = OnnxRMBG(net, threads=self.config.threads)
+                    model = OnnxRMBG(net, threads=self.config.threads, precision=self.onnx_precision,
+                                     cache=OnnxCache(path))
                 log.info("RMBG backend: %s", self.backend)
                 self._rmbg = model
             return self._rmbg

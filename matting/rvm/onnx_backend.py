@@ -5,7 +5,13 @@ The network is exported with the frame size, batch size and network input size a
 dynamic dimensions, and the downsampled frame as an input (computed by PyTorch), so one
 graph serves every size and downsample ratio. Two graphs, each exported on first use:
 ``refined`` (encoder, decoder and the refiner, for ratios below 1) and ``plain`` (ratio 1,
-no refiner). Exporting takes a second or two.
+no refiner). Exporting takes a second or two; with a cache (:class:`OnnxCache`) each
+graph is exported once per checkpoint.
+
+``precision="int8"``: the graphs' convolutions in static int8 (:mod:`matting.quantize`),
+calibrated on a bundled person clip with the recurrent state carried, except the first
+convolution: in int8 it alone cost +0.6 MAD on the temporal clip, the other 77 together
++0.07 (bench/README.md).
 """
 from __future__ import annotations
 
@@ -15,12 +21,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from matting.onnx_cache import OnnxCache
 from matting.onnx_runtime import OPSET, ort_session, to_onnx
+from matting.quantize import calibration_clip, conv_names, quantize_int8
 from matting.rvm.network import MattingNetwork, downsample
 
 STATE_NAMES = ("r1", "r2", "r3", "r4")
 # GRU channels and stride (relative to the network input) of r1..r4.
 STATE_LAYOUT = ((16, 2), (20, 4), (40, 8), (64, 16))
+PRECISIONS = ("fp32", "int8")
+# Calibration: the clip (640x360) at ratio 0.5 for the refined graph (a 320x180 network
+# input, as live 640x480 sessions run); halved and at ratio 1 for the plain graph.
+CALIBRATION_RATIO = 0.5
 
 
 def state_shapes(batch: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
@@ -70,19 +82,46 @@ def export(net: MattingNetwork, graph: str, opset: int = OPSET) -> bytes:
     return to_onnx(GRAPHS[graph](net), inputs, outputs, dynamic, opset)
 
 
+def calibration_feeds(fp32: bytes, graph: str, threads: int | None = None) -> list[dict[str, np.ndarray]]:
+    """``graph``'s inputs over the calibration clip, with the recurrent state that the
+    float model ``fp32`` (that graph's ONNX bytes) carries from frame to frame."""
+    session = ort_session(fp32, threads)
+    feeds: list[dict[str, np.ndarray]] = []
+    state: list[np.ndarray] = []
+    for rgb in calibration_clip():
+        src = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
+        if graph == "plain":
+            src = downsample(src, 0.5)
+        feed = {"src": src.numpy()}
+        network_input = src
+        if graph == "refined":
+            network_input = downsample(src, CALIBRATION_RATIO)
+            feed["small"] = network_input.numpy()
+        shapes = state_shapes(1, *network_input.shape[2:])
+        feed.update({name: state[i] if state else np.zeros(shape, np.float32)
+                     for i, (name, shape) in enumerate(zip(STATE_NAMES, shapes))})
+        feeds.append(feed)
+        state = session.run(None, feed)[2:]
+    return feeds
+
+
 class OnnxMattingNetwork(nn.Module):
     """Drop-in for a CPU float32 :class:`MattingNetwork`: same call, same outputs (to
-    float32 rounding), run by ONNX Runtime. Thread-safe (ORT sessions are), so many
-    streams and worker threads may share one instance. ``graphs``: pre-built ONNX bytes
-    by graph name (e.g. a quantised one), else exported from ``net`` on first use."""
+    float32 rounding, or int8's), run by ONNX Runtime. Thread-safe (ORT sessions are), so
+    many streams and worker threads may share one instance. Graphs are built on first use
+    (:meth:`prepare` builds them ahead), through ``cache`` when given."""
 
     backend = "onnxruntime"
 
-    def __init__(self, net: MattingNetwork, threads: int | None = None, graphs: dict[str, bytes] | None = None):
+    def __init__(self, net: MattingNetwork, threads: int | None = None, precision: str = "fp32",
+                 cache: OnnxCache | None = None):
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.net = net.float().cpu().eval()  # the weights; also runs segmentation passes
         self.threads = threads
-        self._graphs = dict(graphs or {})
+        self.precision = precision
+        self.cache = cache
         self._sessions: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -90,12 +129,32 @@ class OnnxMattingNetwork(nn.Module):
     def refiner_name(self) -> str:
         return self.net.refiner_name
 
+    def model(self, graph: str, precision: str | None = None) -> bytes:
+        """The ONNX bytes of ``graph`` in ``precision`` (default: this instance's)."""
+        precision = precision or self.precision
+        if precision == "fp32":
+            def build() -> bytes:
+                return export(self.net, graph)
+        else:
+            def build() -> bytes:
+                fp32 = self.model(graph, "fp32")
+                feeds = calibration_feeds(fp32, graph, self.threads)
+                return quantize_int8(fp32, feeds, keep_float=conv_names(fp32)[:1])
+        if self.cache is None:
+            return build()
+        return self.cache.get(f"{graph}-{self.refiner_name}-{precision}", build)
+
     def session(self, graph: str):
         with self._lock:
             if graph not in self._sessions:
-                model = self._graphs.get(graph) or export(self.net, graph)
-                self._sessions[graph] = ort_session(model, self.threads)
+                self._sessions[graph] = ort_session(self.model(graph), self.threads)
             return self._sessions[graph]
+
+    def prepare(self) -> None:
+        """Build (or read from the cache) and open every graph now, so that no stream's
+        first frame waits for an export or a calibration."""
+        for graph in GRAPHS:
+            self.session(graph)
 
     def forward(self, src: Tensor, r1: Tensor | None = None, r2: Tensor | None = None,
                 r3: Tensor | None = None, r4: Tensor | None = None,
