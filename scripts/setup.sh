@@ -2,7 +2,8 @@
 # Sets up a fresh Debian/Ubuntu machine: a .venv with torch (CPU wheel pinned) and abrar.
 #   scripts/setup.sh          runtime only
 #   scripts/setup.sh --test   plus test tools: ffmpeg, Chromium, GStreamer RTSP server, PostgreSQL,
-#                             simple-whip-client (+ gcc for its test shim), Node.js + npm (WHEP player)
+#                             simple-whip-client (+ gcc for its test shim, iproute2 for its
+#                             network namespace), Node.js + npm (WHEP player)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,8 @@ if [ "$with_test" = 1 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   packages="ffmpeg chromium gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-    gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools postgresql simple-whip-client gcc libc6-dev"
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools postgresql simple-whip-client gcc libc6-dev
+    iproute2"
   # Node.js may come from elsewhere (NodeSource bundles npm and conflicts with Debian's npm)
   command -v npm >/dev/null 2>&1 || packages="$packages nodejs npm"
   missing=""

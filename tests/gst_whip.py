@@ -1,15 +1,11 @@
 """Debian's simple-whip-client (GStreamer webrtcbin) as a child process, for the WHIP test."""
 from __future__ import annotations
 
-import fcntl
 import shutil
-import socket
-import struct
 import subprocess
 from pathlib import Path
 
 STUB = Path(__file__).resolve().parent / "native" / "gupnp_igd_stub.c"
-SIOCGIFADDR = 0x8915
 
 
 def require_whip_client() -> str:
@@ -26,27 +22,6 @@ def build_stub(out_dir: Path) -> Path:
     subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libgupnp-igd-1.0.so.4", "-o",
                     str(out_dir / "libgupnp-igd-1.0.so.4"), str(STUB)], check=True, timeout=60)
     return out_dir
-
-
-def local_ipv4() -> list[str]:
-    """This machine's non-loopback IPv4 addresses.
-
-    libnice offers loopback candidates only when nothing else exists, and does not
-    check from its interface address to 127.0.0.1, so the server must also offer
-    the address libnice uses. Packets between two local addresses never leave the
-    machine.
-    """
-    found = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for _, name in socket.if_nameindex():
-            try:
-                packed = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
-            except OSError:  # no IPv4 address on this interface
-                continue
-            address = socket.inet_ntoa(packed[20:24])
-            if not address.startswith("127."):
-                found.append(address)
-    return found
 
 
 def whip_client(url: str, video_pipeline: str, stub_dir: Path, log: Path) -> subprocess.Popen:
