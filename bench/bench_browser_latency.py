@@ -83,6 +83,7 @@ async def measure(url: str, y4m: Path, args: argparse.Namespace) -> dict:
             await asyncio.sleep(args.seconds)
             got = await page.evaluate(TAKE_JS)
             browser_side = stats_breakdown(counters, await page.evaluate(STATS_JS))
+            page_estimate = await page.text_content("#stat-rtt")  # the page's own "round trip" figure
             load_after = os.getloadavg()
             async with aiohttp.ClientSession() as http, http.get(f"{url}/sessions") as resp:
                 sessions = (await resp.json())["sessions"]
@@ -91,7 +92,7 @@ async def measure(url: str, y4m: Path, args: argparse.Namespace) -> dict:
             await browser.close()
     result = match(got["local"]["frames"], got["remote"]["frames"], loop_ms=CLIP_FRAMES / FPS * 1000,
                    bad_local=got["local"]["bad"], bad_remote=got["remote"]["bad"])
-    return {**result.to_json(), "browser": browser_side, "server": sessions[0]["stats"] if sessions else None,
+    return {**result.to_json(), "page_estimate": page_estimate, "browser": browser_side, "server": sessions[0]["stats"] if sessions else None,
             "chromium": version, "load_avg_1min": {"before": load_before[0], "after": load_after[0]}}
 
 

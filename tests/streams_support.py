@@ -108,6 +108,7 @@ class Viewer:
     audio: bool = True
     frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
     audio_frames: int = 0
+    offered_at: float | None = None  # time.monotonic() the offer was posted (the viewer joins)
 
     def __post_init__(self):
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -124,6 +125,7 @@ class Viewer:
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         body = {"sdp": self.pc.localDescription.sdp, "type": "offer"}
+        self.offered_at = time.monotonic()
         async with http.post(f"{self.base}/streams/{self.stream_id}/offer", json=body) as resp:
             answer = await resp.json()
             assert resp.status == 200, answer

@@ -82,11 +82,10 @@ async def test_stream_mattes_only_while_watched(camera, runtime, tmp_path):
             assert resp.status == 200 and resp.content_type == "image/png", await resp.text()
 
         viewer = Viewer(base, created["id"], audio=False)
-        offered = time.monotonic()
         await viewer.connect(http)
         await wait_for(_async(lambda: len(viewer.frames) >= 5), 40, what="the viewer to receive 5 frames")
-        resumed = matted[0] - offered
-        first_frame = viewer.frames[0][0] - offered
+        resumed = matted[0] - viewer.offered_at
+        first_frame = viewer.frames[0][0] - viewer.offered_at
         watched = await api.state()
         print(f"\non demand: {idle['frames_in']} camera frames, none matted, while unwatched; matting resumed "
               f"{resumed * 1000:.0f} ms after the viewer's offer, first frame on the viewer after "
