@@ -28,11 +28,6 @@ from matting.config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
-# Niceness of the child: at +10 the kernel gives a competing live thread about ten
-# times its CPU share.
-NICENESS = 10
-
-
 class CutoutProcessDied(RuntimeError):
     """The child stopped mid-call (out of memory, killed); the next call starts a new one."""
 
@@ -52,7 +47,7 @@ class CutoutProcess:
             if self._pool is None:
                 # spawn, not fork: the parent runs threads (and maybe CUDA) that a fork would copy mid-flight
                 self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_child_init, initargs=(self._config,))
+                                                 initializer=_child_init, initargs=(self._config, os.getpid()))
             return self._pool
 
     def _call(self, fn, *args: Any) -> Any:
@@ -89,13 +84,11 @@ class CutoutProcess:
 _CHILD: dict[str, Any] = {}
 
 
-def _child_init(config: RuntimeConfig) -> None:
+def _child_init(config: RuntimeConfig, parent_pid: int) -> None:
+    from matting.heavy_child import start_heavy_child
     from matting.runtime import MattingRuntime
 
-    try:
-        os.nice(NICENESS)
-    except OSError:  # a sandbox may refuse; the own GIL is the larger part
-        pass
+    start_heavy_child(parent_pid)
     _CHILD["runtime"] = MattingRuntime(config)
 
 

@@ -22,8 +22,6 @@ from typing import Any
 from matting.config import RuntimeConfig
 from matting.video_file import VideoCancelled, VideoLimits, VideoOptions, VideoProgress
 
-# Niceness of the child (as matting.cutout_process).
-NICENESS = 10
 _POLL_S = 0.1
 
 
@@ -43,7 +41,8 @@ def matte_video_file_in_process(config: RuntimeConfig, threads: int, src: Path, 
     receive, send = ctx.Pipe(duplex=False)
     stop = ctx.Event()
     config = dataclasses.replace(config, threads=threads)
-    child = ctx.Process(target=_child_main, args=(config, str(src), str(dst), options, limits or VideoLimits(), send, stop),
+    child = ctx.Process(target=_child_main,
+                        args=(config, str(src), str(dst), options, limits or VideoLimits(), send, stop, os.getpid()),
                         name="video-job", daemon=True)
     child.start()
     send.close()
@@ -81,11 +80,10 @@ def matte_video_file_in_process(config: RuntimeConfig, threads: int, src: Path, 
 
 
 def _child_main(config: RuntimeConfig, src: str, dst: str, options: VideoOptions, limits: VideoLimits,
-                send: Any, stop: Any) -> None:
-    try:
-        os.nice(NICENESS)
-    except OSError:  # a sandbox may refuse; the own GIL is the larger part
-        pass
+                send: Any, stop: Any, parent_pid: int) -> None:
+    from matting.heavy_child import start_heavy_child
+
+    start_heavy_child(parent_pid)
     try:
         from matting.runtime import MattingRuntime
         from matting.video_file import matte_video_file

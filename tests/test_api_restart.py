@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 import av
 import pytest
@@ -61,6 +62,19 @@ def _running(job_id, min_frames=2):
     return lambda jobs: jobs[job_id]["status"] == "running" and jobs[job_id]["frames_done"] >= min_frames
 
 
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (the RMBG and video-job children)."""
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+def _running_process(pid: int) -> bool:
+    try:  # a zombie has finished; only its parent's wait is missing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_kill_mid_queue_then_restart(media, tmp_path):
     # 20 and 40 frames: the jobs the test must catch mid-run (B, D) get the longer clip.
     short = make_clip(media, tmp_path / "short.mp4", seconds=2, width=320, height=180, fps=10)
@@ -76,10 +90,16 @@ def test_kill_mid_queue_then_restart(media, tmp_path):
         _wait(server.url, "A done and B under way",
               lambda jobs: jobs[a]["status"] == "completed" and _running(b)(jobs))
         result_a = _download(server.url, a)
+        children = _children(server.proc.pid)
+        assert children, "B runs in a child process"
         server.kill()  # SIGKILL: no shutdown handler runs
     finally:
         server.kill()
     print(f"\nkilled the server with A completed, B running, C queued ({server.log_path})")
+    deadline = time.monotonic() + 10
+    while any(_running_process(c) for c in children):  # an orphaned job would write B's result again
+        assert time.monotonic() < deadline, "a child process outlived the killed server"
+        time.sleep(0.2)
 
     server = start_server(data, args=ARGS)
     try:

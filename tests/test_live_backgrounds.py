@@ -12,8 +12,8 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection
 from PIL import Image
 
-import server.live.backgrounds as backgrounds
 from live_support import live_server
+from server.live import backgrounds
 from webrtc_client import SilentTrack
 
 
