@@ -38,6 +38,36 @@ _COMMON = {
 }
 _BACKGROUND = {"type": "string", "pattern": BACKGROUND_PATTERN, "default": "transparent"}
 
+# The video options as one form-exploded query object (?background_type=green&format=mp4 on
+# the wire, as separate parameters would be), so that the schema can say which combinations
+# the server refuses: mp4 cannot be transparent, and crf and bitrate exclude each other.
+_VIDEO_OPTIONS = {
+    "name": "options", "in": "query", "required": False, "style": "form", "explode": True,
+    "description": "background_type: transparent, green, blue, white, black, blur or #rrggbb; "
+                   "format: container, default webm when transparent, else mp4 (mp4 cannot be transparent); "
+                   "crf: quality, lower is better; bitrate: target such as 2M (instead of crf); "
+                   "keep_audio: copy the source audio; downsample_ratio: RVM internal scale (default: automatic)",
+    "schema": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "background_type": _BACKGROUND,
+            "format": {"type": "string", "enum": ["webm", "mp4", "mov"]},
+            "crf": {"type": "integer", "minimum": 0, "maximum": 63},
+            "bitrate": {"type": "string", "pattern": BITRATE_PATTERN},
+            "keep_audio": {"type": "boolean", "default": True},
+            "downsample_ratio": {"type": "number", "minimum": 0.05, "maximum": 1.0},
+        },
+        "not": {"anyOf": [
+            {"required": ["crf", "bitrate"]},
+            # mp4 with the default (transparent) background, or with transparent named
+            {"required": ["format"], "properties": {"format": {"enum": ["mp4"]}},
+             "not": {"required": ["background_type"]}},
+            {"required": ["format", "background_type"],
+             "properties": {"format": {"enum": ["mp4"]}, "background_type": {"enum": ["transparent"]}}},
+        ]},
+    },
+}
+
 PATHS: dict[str, Any] = {
     "/remove-bg": {"post": {
         "summary": "Remove the background of one image (RMBG-1.4)",
@@ -68,17 +98,7 @@ PATHS: dict[str, Any] = {
                        "returned; poll it, then download the result. Transparent output is VP9 WebM (or ProRes "
                        "4444 MOV) with alpha; colour backgrounds default to H.264 MP4.",
         "tags": ["jobs"], "security": _SECURITY,
-        "parameters": [
-            _query("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
-            _query("format", {"type": "string", "enum": ["webm", "mp4", "mov"]},
-                   "container; default webm when transparent, else mp4 (mp4 cannot be transparent)"),
-            _query("crf", {"type": "integer", "minimum": 0, "maximum": 63}, "quality, lower is better"),
-            _query("bitrate", {"type": "string", "pattern": BITRATE_PATTERN},
-                   "target bitrate such as 2M (instead of crf)"),
-            _query("keep_audio", {"type": "boolean", "default": True}, "copy the source audio"),
-            _query("downsample_ratio", {"type": "number", "minimum": 0.05, "maximum": 1.0},
-                   "RVM internal scale (default: automatic)"),
-        ],
+        "parameters": [_VIDEO_OPTIONS],
         "requestBody": _UPLOAD,
         "responses": {
             "202": {"description": "Queued", "headers": {"Location": {"schema": {"type": "string"},
