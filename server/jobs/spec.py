@@ -31,7 +31,7 @@ _UPLOAD = {
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "description": "the id returned on submission",
            "schema": {"type": "string", "pattern": ID_PATTERN}}
 _JOB = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
-_SECURITY = [{}, {"ApiKey": []}]
+_SECURITY: list[dict[str, list[str]]] = [{}, {"ApiKey": []}]
 _COMMON = {
     "400": _err("Invalid parameter, unknown parameter or malformed request"),
     "401": _err("Missing or wrong API key (only when the server requires one)"),
