@@ -36,12 +36,47 @@ _URL = _query("url", {"type": "string", "format": "uri", "maxLength": 2048},
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "description": "the id returned on submission",
            "schema": {"type": "string", "pattern": ID_PATTERN}}
 _JOB = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
-_SECURITY = [{}, {"ApiKey": []}]
+_SECURITY: list[dict[str, list[str]]] = [{}, {"ApiKey": []}]
 _COMMON = {
     "400": _err("Invalid parameter, unknown parameter or malformed request"),
     "401": _err("Missing or wrong API key (only when the server requires one)"),
 }
 _BACKGROUND = {"type": "string", "pattern": BACKGROUND_PATTERN, "default": "transparent"}
+
+# The video options as one form-exploded query object (?background_type=green&format=mp4 on
+# the wire, as separate parameters would be), so that the schema can say which combinations
+# the server refuses: mp4 cannot be transparent, and crf and bitrate exclude each other.
+_VIDEO_OPTIONS = {
+    "name": "options", "in": "query", "required": False, "style": "form", "explode": True,
+    "description": "background_type: transparent, green, blue, white, black, blur or #rrggbb; "
+                   "format: container, default webm when transparent, else mp4 (mp4 cannot be transparent); "
+                   "crf: quality, lower is better; bitrate: target such as 2M (instead of crf); "
+                   "keep_audio: copy the source audio; downsample_ratio: RVM internal scale (default: automatic); "
+                   "url: fetch the video from this http(s) URL instead of an upload (only hosts on "
+                   "ABRAR_URL_INPUT_ALLOWED_HOSTS; off by default); callback_url: POST a signed JSON event here when "
+                   "the job completes, fails or is cancelled (only hosts on ABRAR_WEBHOOK_ALLOWED_HOSTS; see the README)",
+    "schema": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "background_type": _BACKGROUND,
+            "format": {"type": "string", "enum": ["webm", "mp4", "mov"]},
+            "crf": {"type": "integer", "minimum": 0, "maximum": 63},
+            "bitrate": {"type": "string", "pattern": BITRATE_PATTERN},
+            "keep_audio": {"type": "boolean", "default": True},
+            "downsample_ratio": {"type": "number", "minimum": 0.05, "maximum": 1.0},
+            "url": _URL["schema"],
+            "callback_url": {"type": "string", "format": "uri", "maxLength": 2048},
+        },
+        "not": {"anyOf": [
+            {"required": ["crf", "bitrate"]},
+            # mp4 with the default (transparent) background, or with transparent named
+            {"required": ["format"], "properties": {"format": {"enum": ["mp4"]}},
+             "not": {"required": ["background_type"]}},
+            {"required": ["format", "background_type"],
+             "properties": {"format": {"enum": ["mp4"]}, "background_type": {"enum": ["transparent"]}}},
+        ]},
+    },
+}
 
 PATHS: dict[str, Any] = {
     "/remove-bg": {"post": {
@@ -76,21 +111,7 @@ PATHS: dict[str, Any] = {
                        "returned; poll it, then download the result. Transparent output is VP9 WebM (or ProRes "
                        "4444 MOV) with alpha; colour backgrounds default to H.264 MP4.",
         "tags": ["jobs"], "security": _SECURITY,
-        "parameters": [
-            _query("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
-            _query("format", {"type": "string", "enum": ["webm", "mp4", "mov"]},
-                   "container; default webm when transparent, else mp4 (mp4 cannot be transparent)"),
-            _query("crf", {"type": "integer", "minimum": 0, "maximum": 63}, "quality, lower is better"),
-            _query("bitrate", {"type": "string", "pattern": BITRATE_PATTERN},
-                   "target bitrate such as 2M (instead of crf)"),
-            _query("keep_audio", {"type": "boolean", "default": True}, "copy the source audio"),
-            _query("downsample_ratio", {"type": "number", "minimum": 0.05, "maximum": 1.0},
-                   "RVM internal scale (default: automatic)"),
-            _URL,
-            _query("callback_url", {"type": "string", "format": "uri", "maxLength": 2048},
-                   "POST a signed JSON event here when the job completes, fails or is cancelled (only hosts on "
-                   "ABRAR_WEBHOOK_ALLOWED_HOSTS; see the README for the format)"),
-        ],
+        "parameters": [_VIDEO_OPTIONS],
         "requestBody": _UPLOAD_OR_URL,
         "responses": {
             "202": {"description": "Queued", "headers": {"Location": {"schema": {"type": "string"},
