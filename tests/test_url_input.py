@@ -80,7 +80,7 @@ async def test_url_inputs_are_fetched_within_their_limits(runtime, media, tmp_pa
     server, http, base = await start_app(_config(tmp_path / "off"), runtime)
     try:
         async with http.post(f"{base}/remove-bg", params={"url": files.url("/photo.png")}) as resp:
-            assert resp.status == 400 and "ABRAR_URL_INPUT_ALLOWED_HOSTS" in (await resp.json())["error"]["message"]
+            assert resp.status == 403 and "ABRAR_URL_INPUT_ALLOWED_HOSTS" in (await resp.json())["error"]["message"]
     finally:
         await http.close()
         await server.close()

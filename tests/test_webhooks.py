@@ -124,7 +124,7 @@ async def test_nothing_is_sent_off_the_allow_list(runtime, clip, tmp_path):
     # Callbacks off: callback_url is refused.
     server, http, base = await start_app(_config(tmp_path / "off"), runtime)
     try:
-        body = await _submit(http, base, clip, expect=400, callback_url=receiver.url())
+        body = await _submit(http, base, clip, expect=403, callback_url=receiver.url())
         assert "ABRAR_WEBHOOK_ALLOWED_HOSTS" in body["error"]["message"]
     finally:
         await http.close()

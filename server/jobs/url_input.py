@@ -48,9 +48,9 @@ class UrlFetcher:
     async def fetch(self, url: str, target: Path, max_bytes: int) -> Upload:
         """Download ``url`` into ``target``; the partial file is removed on any error."""
         if self._http is None:
-            raise ApiError(400, "url= is off on this server: send the file itself, or set "
+            raise ApiError(403, "url= is off on this server: send the file itself, or set "
                                 "ABRAR_URL_INPUT_ALLOWED_HOSTS to allow fetching from some hosts",
-                           code="invalid_parameter")
+                           code="feature_disabled")
         current = self._check(url)
         try:
             for _ in range(self.config.max_redirects + 1):

@@ -54,8 +54,8 @@ def event_body(job: Job) -> bytes:
 def new_callback(policy: OutboundPolicy, url: str) -> dict[str, Any]:
     """The job's callback record for ``url``; a clear 4xx if callbacks cannot go there."""
     if not policy.enabled:
-        raise ApiError(400, "callbacks are off on this server: set ABRAR_WEBHOOK_ALLOWED_HOSTS (and "
-                            "ABRAR_WEBHOOK_SECRET) to allow callback_url", code="invalid_parameter")
+        raise ApiError(403, "callbacks are off on this server: set ABRAR_WEBHOOK_ALLOWED_HOSTS (and "
+                            "ABRAR_WEBHOOK_SECRET) to allow callback_url", code="feature_disabled")
     try:
         target = policy.check_url(url)
     except HostNotAllowed as exc:
