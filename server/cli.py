@@ -207,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # WeightsError and friends: say what to do, no traceback
         from matting.weights import WeightsError
+        from server.cluster.database import DatabaseUnavailable
 
-        if isinstance(exc, WeightsError):
+        if isinstance(exc, (WeightsError, DatabaseUnavailable)):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise

@@ -155,3 +155,10 @@ async def test_single_node_without_postgres_lists_itself(runtime, tmp_path):
     assert node["alive"] and node["self"] and node["load"] == {"jobs_running": 0, "live_sessions": 0, "streams": 0}
     assert node["capacity"]["job_workers"] == 1
     assert f'abrar_node_info{{database="sqlite",node="{node["id"]}"}} 1.0' in metrics
+
+
+def test_cluster_settings_are_checked():
+    with pytest.raises(ValueError, match="PostgreSQL URL"):
+        ClusterConfig(database_url="mysql://db/abrar")
+    with pytest.raises(ValueError, match="two heartbeats"):
+        ClusterConfig(heartbeat_s=5, node_timeout_s=8)

@@ -24,6 +24,9 @@ class ClusterConfig:
                                     "a node silent this long is dead for its jobs: they run again on another node")
 
     def __post_init__(self) -> None:
+        if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("ABRAR_DATABASE_URL must be a PostgreSQL URL such as "
+                             "postgresql://user:password@host:5432/abrar (unset it for SQLite)")
         if self.heartbeat_s <= 0:
             raise ValueError(f"ABRAR_CLUSTER_HEARTBEAT_S must be positive, not {self.heartbeat_s}")
         for name, value in (("ABRAR_CLUSTER_NODE_TIMEOUT_S", self.node_timeout_s),

@@ -24,6 +24,10 @@ MIGRATION_LOCK = 0x61627261  # "abra"
 CONNECT_TIMEOUT_S = 10
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The cluster's database cannot be reached at start-up (the message says where, without the password)."""
+
+
 def connect(url: str) -> psycopg.Connection[DictRow]:
     """An autocommit connection returning rows as dicts; transactions are explicit."""
     return psycopg.Connection.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S,
@@ -99,7 +103,8 @@ def migrate(url: str, node_id: str, wait_s: float = 60.0) -> list[int]:
             break
         except psycopg.OperationalError as exc:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"cannot reach the database ({redacted(url)}): {exc}") from None
+                raise DatabaseUnavailable(f"cannot reach the database ({redacted(url)}) after {wait_s:g} s: "
+                                          f"{str(exc).strip()}; check ABRAR_DATABASE_URL") from None
             log.warning("database not reachable yet (%s); retrying", str(exc).strip().splitlines()[0])
             time.sleep(1.0)
     applied: list[int] = []

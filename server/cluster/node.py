@@ -82,7 +82,7 @@ class ClusterNode:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.call(self._beat)
+        await self.call(self._beat, True)
         self._task = asyncio.create_task(self._run(), name="cluster-heartbeat")
         if self._channels:
             self._listener = threading.Thread(target=self._listen, name="cluster-listen", daemon=True)
@@ -126,13 +126,14 @@ class ClusterNode:
 
     # -- database (node thread) --------------------------------------------------
 
-    def _beat(self) -> None:
+    def _beat(self, starting: bool = False) -> None:
         capacity, load = self._status()
+        restarted = ", started_at = now()" if starting else ""  # the same node id after a restart
         with self._db.use() as conn:
             conn.execute(
                 "INSERT INTO nodes (id, url, capacity, load) VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
-                "SET url = EXCLUDED.url, heartbeat_at = now(), capacity = EXCLUDED.capacity, load = EXCLUDED.load",
-                (self.id, self.url, Jsonb(capacity), Jsonb(load)))
+                "SET url = EXCLUDED.url, heartbeat_at = now(), capacity = EXCLUDED.capacity, "
+                f"load = EXCLUDED.load{restarted}", (self.id, self.url, Jsonb(capacity), Jsonb(load)))
 
     def _leave(self) -> None:
         with self._db.use() as conn:
