@@ -131,3 +131,10 @@ class MattingRuntime:
         from matting.cutout import cutout_alpha
 
         return cutout_alpha(self.image_model(), rgb)
+
+    def still_matte(self, rgb: np.ndarray, model: str = "auto"):
+        """A :class:`matting.still.StillMatte` of one uint8 RGB photo by ``model``:
+        ``auto`` (RVM for people, RMBG otherwise), ``rvm`` or ``rmbg``."""
+        from matting.still import cut_out
+
+        return cut_out(rgb, model, rvm=self.video_model, rmbg=self.image_model)
