@@ -99,9 +99,10 @@ def encode(pixels: np.ndarray, options: CutoutOptions) -> bytes:
     return encode_image(pixels, "png" if options.format == "mask" else options.format)
 
 
-def cut_out_image(runtime, rgb: np.ndarray, options: CutoutOptions) -> bytes:
-    """The encoded cut-out of one uint8 RGB photo: the whole path, for servers and CLIs.
-    ``runtime``: a :class:`matting.runtime.MattingRuntime`."""
+def cut_out_image(runtime, rgb: np.ndarray, options: CutoutOptions) -> tuple[bytes, str]:
+    """The encoded cut-out of one uint8 RGB photo and the model that made it (what
+    ``auto`` chose): the whole path, for servers and CLIs. ``runtime``: a
+    :class:`matting.runtime.MattingRuntime`."""
     rgb = limit_size(rgb, options.max_size)
     matte = runtime.still_matte(rgb, options.model)
-    return encode(render(rgb, matte.alpha, options), options)
+    return encode(render(rgb, matte.alpha, options), options), matte.model

@@ -65,7 +65,8 @@ class MattingRuntime:
             if self._rvm is None:
                 from matting.rvm import load_rvm
 
-                path = weights.resolve("rvm", self.config.rvm_weights, download=self.config.download)
+                path = weights.resolve("rvm", self.config.rvm_weights, download=self.config.download,
+                                       models_dir=self.config.models_dir)
                 model = load_rvm(path, device=self.device, dtype=self.dtype, refiner=self.config.refiner)
                 log.info("RVM backend: %s (configured: %s)", self.backend, self.config.backend)
                 if self.backend == "onnxruntime":
@@ -85,7 +86,8 @@ class MattingRuntime:
             if self._rmbg is None:
                 from matting.rmbg import load_rmbg
 
-                path = weights.resolve("rmbg", self.config.rmbg_weights, download=self.config.download)
+                path = weights.resolve("rmbg", self.config.rmbg_weights, download=self.config.download,
+                                       models_dir=self.config.models_dir)
                 model = load_rmbg(path, device=self.device, dtype=self.dtype)
                 if self.backend == "onnxruntime":
                     from matting.rmbg.onnx_backend import OnnxRMBG

@@ -81,6 +81,13 @@ def person_is_subject(rvm_alpha: np.ndarray, rmbg_alpha: np.ndarray) -> bool:
     return float((salient & (rvm_alpha > 0.5)).sum()) >= 0.5 * float(salient.sum())
 
 
+def pick(person: np.ndarray, salient: np.ndarray) -> StillMatte:
+    """``auto``'s choice between RVM's alpha (``person``) and RMBG's (``salient``)."""
+    if has_person(person) and person_is_subject(person, salient):
+        return StillMatte(person, "rvm")
+    return StillMatte(salient, "rmbg")
+
+
 def cut_out(rgb: np.ndarray, model: str, *, rvm: Callable[[], nn.Module],
             rmbg: Callable[[], nn.Module]) -> StillMatte:
     """Alpha of one uint8 RGB photo by ``model`` (``auto``, ``rvm`` or ``rmbg``); ``rvm``
@@ -95,7 +102,4 @@ def cut_out(rgb: np.ndarray, model: str, *, rvm: Callable[[], nn.Module],
     person = rvm_still_alpha(rvm(), rgb)
     if model == "rvm":
         return StillMatte(person, "rvm")
-    salient = cutout_alpha(rmbg(), rgb)
-    if has_person(person) and person_is_subject(person, salient):
-        return StillMatte(person, "rvm")
-    return StillMatte(salient, "rmbg")
+    return pick(person, cutout_alpha(rmbg(), rgb))

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list model weights and download missing ones",
                             description="Show where each checkpoint is found; --download fetches it.")
     models.add_argument("--download", nargs="*", metavar="MODEL", choices=["rvm", "rmbg"],
-                        help="download these models (all missing ones if none named)")
+                        help="download these models (all missing ones if none named); needs internet access")
+    _add_models_dir_flag(models)
 
     remove = sub.add_parser(
         "remove-bg", help="cut the subject out of images (transparent PNG by default)",
@@ -84,18 +85,25 @@ def cutout_formats() -> tuple[str, ...]:
     return FORMATS
 
 
+def _add_models_dir_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="folder with the checkpoints, searched first (env ABRAR_MODELS_DIR; then ./models, "
+                        "then the cache)")
+
+
 def _add_device_flags(p: argparse.ArgumentParser, backend: str | None = "auto", why: str = "") -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16"])
     p.add_argument("--backend", default=backend, choices=["auto", "torch", "onnxruntime"],
                    help=f"model backend (auto: ONNX Runtime on a CPU, torch on a GPU){why}")
+    _add_models_dir_flag(p)
 
 
 def _runtime(args, backend: str | None = None):
     from matting.runtime import MattingRuntime, RuntimeConfig
 
     return MattingRuntime(RuntimeConfig(device=args.device, precision=args.precision,
-                                        backend=args.backend or backend or "auto"))
+                                        backend=args.backend or backend or "auto", models_dir=args.models_dir))
 
 
 def cmd_serve(args) -> int:
@@ -131,7 +139,7 @@ def cmd_models(args) -> int:
     status = 0
     for key, spec in weights.MODELS.items():
         try:
-            found = weights.find_local(key)
+            found = weights.find_local(key, models_dir=args.models_dir)
         except weights.WeightsError as exc:
             print(f"{key:5} ERROR {exc}")
             status = 1
@@ -144,14 +152,16 @@ def cmd_models(args) -> int:
                 bar.update(done - bar.n)
 
             try:
-                found = weights.fetch(key, progress=progress)
+                found = weights.fetch(key, progress=progress, models_dir=args.models_dir)
             except weights.WeightsError as exc:
                 bar.close()
                 print(f"{key:5} ERROR {exc}")
                 status = 1
                 continue
             bar.close()
-        where = str(found) if found else "missing: " + weights.missing_message(key)
+        if found is None:
+            status = 1  # scripts and set-up checks can rely on the exit code
+        where = str(found) if found else "MISSING. " + weights.missing_message(key, models_dir=args.models_dir)
         print(f"{key:5} {spec.title} [{spec.licence}]\n      {where}")
     return status
 

@@ -23,19 +23,19 @@ class CutoutPlan:
     skipped: list[Path] = field(default_factory=list)
 
     def run(self, runtime, source: Path, target: Path) -> str:
-        """Cut out ``source`` into ``target``; returns its size as ``WxH``. ValueError for
-        an unusable input, OSError when the output cannot be written."""
+        """Cut out ``source`` into ``target``; returns what was written (size, mode, model).
+        ValueError for an unusable input, OSError when the output cannot be written."""
         from PIL import Image
 
         from matting.cutout_options import cut_out_image
         from matting.images import load_image
 
-        data = cut_out_image(runtime, load_image(source), self.options)
+        data, model = cut_out_image(runtime, load_image(source), self.options)
         partial = target.with_name(f".{target.name}.part")
         partial.write_bytes(data)  # never a half-written file under the final name
         partial.replace(target)
         with Image.open(target) as im:
-            return f"{im.width}x{im.height} {im.mode}"
+            return f"{im.width}x{im.height} {im.mode}, {model}"
 
 
 def image_files(inputs: list[Path]) -> list[Path]:
@@ -48,6 +48,7 @@ def image_files(inputs: list[Path]) -> list[Path]:
             files.append(path)
         else:
             raise ValueError(f"{path} does not exist")
+    files = list(dict.fromkeys(files))  # a file named and also inside a folder named: once
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
     return files

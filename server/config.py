@@ -1,7 +1,7 @@
 """Server configuration: env vars and `abrar serve` flags, printed at start-up."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from matting.config import RuntimeConfig
@@ -65,7 +65,13 @@ class ServerConfig:
                                  "(default: every non-loopback interface; 127.0.0.1 for loopback only)")
     log_level: str = setting("info", "ABRAR_LOG_LEVEL", "logging level",
                              choices=("debug", "info", "warning", "error"))
+    models_dir: Path | None = setting(None, "ABRAR_MODELS_DIR",
+                                      "folder with the model checkpoints, searched first (then ./models, "
+                                      "then the cache, ABRAR_CACHE_DIR or ~/.cache/abrar/models)")
     model: ModelConfig = field(default_factory=ModelConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
+
+    def runtime_config(self) -> RuntimeConfig:
+        return replace(self.model.runtime_config(), models_dir=self.models_dir)

@@ -67,7 +67,7 @@ async def remove_bg(request: web.Request) -> web.Response:
             raise ApiError(400, "JPEG has no alpha channel: use format=png or webp for a transparent result, "
                                 f"or give a background_type or {BACKGROUND_FILE}", code="invalid_parameter")
         started = time.perf_counter()
-        body, options = await asyncio.get_running_loop().run_in_executor(
+        body, options, model = await asyncio.get_running_loop().run_in_executor(
             state.images, _cut_out, context(request).runtime, upload.path, background_path, q,
             cfg.max_image_pixels)
         elapsed = time.perf_counter() - started
@@ -81,6 +81,7 @@ async def remove_bg(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=options.media_type, headers={
         "Content-Disposition": f'inline; filename="{name}"',
         "X-Processing-Time": f"{elapsed:.3f}",
+        "X-Model": model,  # what auto chose
     })
 
 
@@ -100,7 +101,8 @@ def _cut_out(runtime, path: Path, background_path: Path | None, q: dict, max_pix
                                 max_size=q["max_size"])
     except ValueError as exc:
         raise ApiError(400, str(exc), code="invalid_parameter") from None
-    return cut_out_image(runtime, rgb, options), options
+    body, model = cut_out_image(runtime, rgb, options)
+    return body, options, model
 
 
 def _load(path: Path, max_pixels: int, field: str):

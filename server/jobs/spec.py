@@ -37,27 +37,56 @@ _COMMON = {
     "401": _err("Missing or wrong API key (only when the server requires one)"),
 }
 _BACKGROUND = {"type": "string", "pattern": BACKGROUND_PATTERN, "default": "transparent"}
+_MODEL_OR_BUSY = _err("`queue_full`: too many images in progress (retry after Retry-After seconds); or "
+                      "`model_unavailable`: the model's weights are not installed on the server (the message "
+                      "names the file and where to put it)", retry_after=True)
+IMAGE_OPTIONS = (
+    ("model", {"type": "string", "enum": ["auto", "rvm", "rmbg"], "default": "auto"},
+     "auto: RVM when the photo shows a person, else RMBG; rvm (people); rmbg (any salient object)"),
+    ("format", {"type": "string", "enum": ["png", "webp", "jpeg", "mask"], "default": "png"},
+     ("png or webp (transparent unless a background is given), jpeg (needs a background), "
+      "mask (the 8-bit alpha as a grey PNG)")),
+    ("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
+    ("foreground", {"type": "string", "enum": ["estimated", "original"], "default": "estimated"},
+     "edge colours: estimated without the old background (no halo), or the photo's original pixels"),
+    ("crop", {"type": "boolean", "default": False}, "crop to the subject's bounding box"),
+    ("crop_margin", {"type": "integer", "minimum": 0, "maximum": 10000, "default": 0},
+     "pixels kept around the subject when cropping"),
+    ("max_size", {"type": "integer", "minimum": 1, "maximum": 16384},
+     "longest side of the output in pixels (the image is scaled down first)"),
+)
+_IMAGE_UPLOAD = {
+    "required": True,
+    "content": {"multipart/form-data": {
+        "schema": {"type": "object", "required": ["file"], "additionalProperties": False,
+                   "properties": {
+                       "file": {"type": "string", "format": "binary"},
+                       "background_file": {"type": "string", "format": "binary",
+                                           "description": "an image to put behind the subject (cover-fitted)"},
+                       **{name: {**schema, "description": text} for name, schema, text in IMAGE_OPTIONS},
+                   }},
+    }},
+}
 
 PATHS: dict[str, Any] = {
     "/remove-bg": {"post": {
-        "summary": "Remove the background of one image (RMBG-1.4)",
-        "description": "Upload a JPEG, PNG or WebP in the multipart field `file`. Returns a PNG with an alpha "
-                       "channel, or with `background_type` a composite on that colour (PNG or JPEG).",
+        "summary": "Cut the subject out of one image (RVM for people, RMBG for anything else)",
+        "description": "Upload a JPEG, PNG or WebP in the multipart field `file`. Every option below can be "
+                       "given as a query parameter or as a form field of the same name (not both); unknown "
+                       "names are refused. Returns a PNG with an alpha channel by default; with "
+                       "`background_type` or a `background_file` a composite; `format=mask` gives the alpha "
+                       "as a grey PNG.",
         "tags": ["images"], "security": _SECURITY,
-        "parameters": [
-            _query("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
-            _query("format", {"type": "string", "enum": ["png", "jpeg"], "default": "png"},
-                   "output format; jpeg needs a non-transparent background"),
-        ],
-        "requestBody": _UPLOAD,
+        "parameters": [_query(name, schema, text) for name, schema, text in IMAGE_OPTIONS],
+        "requestBody": _IMAGE_UPLOAD,
         "responses": {
             "200": {"description": "The cut-out image",
-                    "content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
-                                "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+                    "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                                for media in ("image/png", "image/webp", "image/jpeg")}},
             **_COMMON,
             "413": _err("Upload or image dimensions over the limit"),
-            "415": _err("Not multipart/form-data, or the file is not a JPEG, PNG or WebP"),
-            "503": _err("Too many images in progress", retry_after=True),
+            "415": _err("Not multipart/form-data, or a file is not a JPEG, PNG or WebP"),
+            "503": _MODEL_OR_BUSY,
         },
     }},
     "/remove-bg-video": {"post": {
