@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from fractions import Fraction
 
 import numpy as np
 from conftest import load_alpha, load_rgb
@@ -77,7 +78,9 @@ async def test_snapshots_use_auto(runtime, media, tmp_path):
     truth = cv2.resize(load_alpha(media / "alpha" / f"{name}.png"), size, interpolation=cv2.INTER_AREA)
     with ThreadPoolExecutor(1) as pool:
         pipeline = LivePipeline(runtime, pool, Background(), recordings_dir=tmp_path, name="still")
-        await pipeline.process(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts, frame.time_base = 0, Fraction(1, 30)
+        await pipeline.process(frame)
         png = await pipeline.snapshot()
         await pipeline.close()
     with Image.open(io.BytesIO(png)) as im:

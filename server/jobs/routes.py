@@ -13,7 +13,7 @@ from server.jobs.files import check_id, new_id
 from server.jobs.images import safe_stem, sniff_image
 from server.jobs.state import JobsState, busy, jobs_state
 from server.jobs.store import Job
-from server.jobs.uploads import Upload, receive_file
+from server.jobs.uploads import FIELD, Upload, receive_form
 from server.jobs.views import job_json
 from server.jobs.worker import expires_at
 
@@ -36,15 +36,17 @@ LIST_PARAMS = (
 
 
 async def submit_video(request: web.Request) -> web.Response:
-    options = _video_options(params.parse_query(request, VIDEO_PARAMS))
     state = jobs_state(request)
     cfg = state.config
     # Refuse before reading a large body; store.add checks again, atomically.
     if (await state.call(state.store.counts))["queued"] >= cfg.queue_size:
         raise _queue_full(state)
-    upload = await receive_file(request, state.files.new_upload(), cfg.max_upload_bytes)
+    form = await receive_form(request, {FIELD: state.files.new_upload()}, cfg.max_upload_bytes,
+                              [p.name for p in VIDEO_PARAMS])
+    upload = form.files[FIELD]
     job_id = new_id()
     try:
+        options = _video_options(params.parse_options(request, VIDEO_PARAMS, form.fields))
         media = await _probe(upload, cfg)
         state.files.adopt(job_id, upload.path, "input")
         job = Job(id=job_id, status="queued", created_at=time.time(), filename=upload.filename,

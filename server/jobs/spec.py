@@ -21,13 +21,6 @@ def _query(name: str, schema: dict, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-_UPLOAD = {
-    "required": True,
-    "content": {"multipart/form-data": {
-        "schema": {"type": "object", "required": ["file"], "additionalProperties": False,
-                   "properties": {"file": {"type": "string", "format": "binary"}}},
-    }},
-}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "description": "the id returned on submission",
            "schema": {"type": "string", "pattern": ID_PATTERN}}
 _JOB = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
@@ -55,18 +48,26 @@ IMAGE_OPTIONS = (
     ("max_size", {"type": "integer", "minimum": 1, "maximum": 16384},
      "longest side of the output in pixels (the image is scaled down first)"),
 )
-_IMAGE_UPLOAD = {
-    "required": True,
-    "content": {"multipart/form-data": {
-        "schema": {"type": "object", "required": ["file"], "additionalProperties": False,
-                   "properties": {
-                       "file": {"type": "string", "format": "binary"},
-                       "background_file": {"type": "string", "format": "binary",
-                                           "description": "an image to put behind the subject (cover-fitted)"},
-                       **{name: {**schema, "description": text} for name, schema, text in IMAGE_OPTIONS},
-                   }},
-    }},
-}
+VIDEO_OPTIONS = (
+    ("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
+    ("format", {"type": "string", "enum": ["webm", "mp4", "mov"]},
+     "container; default webm when transparent, else mp4 (mp4 cannot be transparent)"),
+    ("crf", {"type": "integer", "minimum": 0, "maximum": 63}, "quality, lower is better"),
+    ("bitrate", {"type": "string", "pattern": BITRATE_PATTERN}, "target bitrate such as 2M (instead of crf)"),
+    ("keep_audio", {"type": "boolean", "default": True}, "copy the source audio"),
+    ("downsample_ratio", {"type": "number", "minimum": 0.05, "maximum": 1.0},
+     "RVM internal scale (default: automatic)"),
+)
+
+
+def _upload_form(options: tuple, **files: str) -> dict[str, Any]:
+    """The multipart body: ``file``, optional other files, and the options as form fields."""
+    properties = {"file": {"type": "string", "format": "binary"},
+                  **{name: {"type": "string", "format": "binary", "description": text} for name, text in files.items()},
+                  **{name: {**schema, "description": text} for name, schema, text in options}}
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "additionalProperties": False, "properties": properties}}}}
+
 
 PATHS: dict[str, Any] = {
     "/remove-bg": {"post": {
@@ -78,7 +79,8 @@ PATHS: dict[str, Any] = {
                        "as a grey PNG.",
         "tags": ["images"], "security": _SECURITY,
         "parameters": [_query(name, schema, text) for name, schema, text in IMAGE_OPTIONS],
-        "requestBody": _IMAGE_UPLOAD,
+        "requestBody": _upload_form(IMAGE_OPTIONS, background_file="an image to put behind the subject "
+                                                                   "(cover-fitted)"),
         "responses": {
             "200": {"description": "The cut-out image",
                     "content": {media: {"schema": {"type": "string", "format": "binary"}}
@@ -91,22 +93,12 @@ PATHS: dict[str, Any] = {
     }},
     "/remove-bg-video": {"post": {
         "summary": "Submit a video for background removal (RVM); runs as a job",
-        "description": "Upload a video in the multipart field `file`. The job is queued and its status URL "
-                       "returned; poll it, then download the result. Transparent output is VP9 WebM (or ProRes "
+        "description": "Upload a video in the multipart field `file`; options as query parameters or form "
+                       "fields of the same name. The job is queued and its status URL returned; poll it, then download the result. Transparent output is VP9 WebM (or ProRes "
                        "4444 MOV) with alpha; colour backgrounds default to H.264 MP4.",
         "tags": ["jobs"], "security": _SECURITY,
-        "parameters": [
-            _query("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
-            _query("format", {"type": "string", "enum": ["webm", "mp4", "mov"]},
-                   "container; default webm when transparent, else mp4 (mp4 cannot be transparent)"),
-            _query("crf", {"type": "integer", "minimum": 0, "maximum": 63}, "quality, lower is better"),
-            _query("bitrate", {"type": "string", "pattern": BITRATE_PATTERN},
-                   "target bitrate such as 2M (instead of crf)"),
-            _query("keep_audio", {"type": "boolean", "default": True}, "copy the source audio"),
-            _query("downsample_ratio", {"type": "number", "minimum": 0.05, "maximum": 1.0},
-                   "RVM internal scale (default: automatic)"),
-        ],
-        "requestBody": _UPLOAD,
+        "parameters": [_query(name, schema, text) for name, schema, text in VIDEO_OPTIONS],
+        "requestBody": _upload_form(VIDEO_OPTIONS),
         "responses": {
             "202": {"description": "Queued", "headers": {"Location": {"schema": {"type": "string"},
                                                                      "description": "the status URL"}},

@@ -129,7 +129,13 @@ async def _receive(request: web.Request, targets: Mapping[str, Path], max_bytes:
 
 async def _read_text(part: BodyPartReader) -> str:
     data = bytearray()
-    while chunk := await part.read_chunk(_CHUNK):
+    while True:
+        try:
+            chunk = await part.read_chunk(_CHUNK)
+        except _MALFORMED as exc:
+            raise _malformed(exc) from None
+        if not chunk:
+            break
         data += chunk
         if len(data) > _MAX_TEXT:
             raise ApiError(400, f"form field '{part.name}' is longer than {_MAX_TEXT} bytes",
