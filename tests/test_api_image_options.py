@@ -141,3 +141,23 @@ async def test_same_option_twice_and_bad_background_file(runtime, photo, tmp_pat
         assert "background_file" in (await resp.json())["error"]["message"]
         resp, _ = await _cut(client, upload, {"background_type": "green"}, False, background=upload, status=400)
         assert "not both" in (await resp.json())["error"]["message"]
+
+
+async def test_video_options_as_form_fields(runtime, tmp_path):
+    """remove-bg-video reads its options from form fields too (no model runs here)."""
+    async with api_client(runtime, tmp_path / "data") as client:
+        async def post(**fields):
+            data = aiohttp.FormData()
+            data.add_field("file", b"not a video at all", filename="clip.mp4", content_type="video/mp4")
+            for name, value in fields.items():
+                data.add_field(name, value)
+            resp = await client.post("/remove-bg-video", data=data)
+            return resp.status, (await resp.json())["error"]["message"]
+
+        status, message = await post(crf="abc")
+        assert status == 400 and "crf" in message
+        status, message = await post(bogus="1")
+        assert status == 400 and "bogus" in message and "query parameters" in message
+        status, message = await post(keep_audio="false", background_type="green")  # accepted; then no video
+        assert status == 415, message
+    assert not list((tmp_path / "data" / "uploads").iterdir())
