@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "otherwise a folder (created if missing)")
     remove.add_argument("--model", default="auto", choices=["auto", "rvm", "rmbg"],
                         help="auto: RVM when the photo shows a person, else RMBG (default auto)")
-    remove.add_argument("--format", choices=list(cutout_formats()),
+    remove.add_argument("--format", choices=["png", "webp", "jpeg", "mask"],
                         help="png, webp, jpeg or mask (the alpha as a grey PNG); default: from the "
                              "output file's suffix, png in a folder")
     remove.add_argument("--background", "--background-type", dest="background", default="transparent",
@@ -77,12 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="RVM internal scale (default: auto, 256-512 px on the long side)")
     _add_device_flags(matte)
     return parser
-
-
-def cutout_formats() -> tuple[str, ...]:
-    from matting.cutout_options import FORMATS
-
-    return FORMATS
 
 
 def _add_models_dir_flag(p: argparse.ArgumentParser) -> None:
