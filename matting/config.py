@@ -12,6 +12,7 @@ class RuntimeConfig:
     precision: str = "auto"       # auto | fp32 | fp16 | int8
     rvm_weights: Path | None = None
     rmbg_weights: Path | None = None
+    models_dir: Path | None = None  # searched first for both; None: ABRAR_MODELS_DIR, then ./models, the cache
     # auto: the checkpoint's deep guided filter, or the fast guided filter when the
     # checkpoint's refiner is untrained (as in re-exported weights)
     refiner: str = "auto"         # auto | deep_guided_filter | fast_guided_filter

@@ -1,4 +1,5 @@
-"""RMBG in a process of its own, so that a cut-out never holds up a live frame.
+"""Still cut-outs (RMBG, and RVM on a photo) in a process of their own, so that a cut-out
+never holds up a live frame.
 
 Threads are not enough for that: a cut-out thread shares the GIL with the thread matting
 live frames, and when the machine is busy a low-priority thread holding the GIL is
@@ -7,7 +8,7 @@ sessions froze for up to a second). In a child process the cut-out has its own G
 its own torch thread count, and its lower priority covers every thread it runs, so the
 kernel gives the live threads the cores first. Images go over a pipe (a few MB, a few ms).
 
-The child loads RMBG on first use (:meth:`CutoutProcess.load` does it ahead of time). If
+The child loads its models on first use (:meth:`CutoutProcess.load` does it ahead of time). If
 it dies (out of memory, killed), the call in flight raises :class:`CutoutProcessDied` and
 the next call starts a new child.
 """
@@ -20,11 +21,14 @@ import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from matting.config import RuntimeConfig
+
+if TYPE_CHECKING:  # matting.still imports torch, which the parent may not need yet
+    from matting.still import StillMatte
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ class CutoutProcessDied(RuntimeError):
 
 
 class CutoutProcess:
-    """The parent's handle on one child process running RMBG. Thread-safe; calls block."""
+    """The parent's handle on one child process making still cut-outs. Thread-safe; calls block."""
 
     def __init__(self, config: RuntimeConfig, threads: int):
         # torch and ONNX Runtime in the child use ``threads`` threads, all below normal priority
@@ -59,17 +63,17 @@ class CutoutProcess:
                 if self._pool is pool:
                     self._pool = None
                     self.restarts += 1
-            log.error("the RMBG process died; the next cut-out starts a new one")
+            log.error("the cut-out process died; the next cut-out starts a new one")
             raise CutoutProcessDied("the cut-out process stopped (out of memory?); "
                                     "it restarts on the next request") from None
 
     def load(self) -> None:
-        """Start the child and load RMBG there (WeightsError if the weights are missing)."""
+        """Start the child and load RMBG and RVM there (WeightsError if weights are missing)."""
         self._call(_child_load)
 
-    def cutout(self, rgb: np.ndarray) -> np.ndarray:
-        """RMBG alpha (float32 HxW in [0, 1]) of one uint8 RGB image, computed in the child."""
-        return self._call(_child_cutout, rgb)
+    def still_matte(self, rgb: np.ndarray, model: str = "auto") -> StillMatte:
+        """:meth:`matting.runtime.MattingRuntime.still_matte`, computed in the child."""
+        return self._call(_child_still_matte, rgb, model)
 
     def shutdown(self) -> None:
         with self._lock:
@@ -94,7 +98,8 @@ def _child_init(config: RuntimeConfig, parent_pid: int) -> None:
 
 def _child_load() -> None:
     _CHILD["runtime"].image_model()
+    _CHILD["runtime"].video_model()
 
 
-def _child_cutout(rgb: np.ndarray) -> np.ndarray:
-    return _CHILD["runtime"].cutout(rgb)
+def _child_still_matte(rgb: np.ndarray, model: str) -> StillMatte:
+    return _CHILD["runtime"].still_matte(rgb, model)

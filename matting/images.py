@@ -112,10 +112,11 @@ def _check_u8(img: np.ndarray, channels: tuple[int, ...]) -> None:
 
 
 def encode_png(img: np.ndarray) -> bytes:
-    """PNG bytes of an RGB or RGBA uint8 image (fast zlib level)."""
-    _check_u8(img, (3, 4))
-    code = cv2.COLOR_RGBA2BGRA if img.shape[2] == 4 else cv2.COLOR_RGB2BGR
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, code), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    """PNG bytes of a grey (HxWx1), RGB or RGBA uint8 image (fast zlib level)."""
+    _check_u8(img, (1, 3, 4))
+    pixels = img if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA if img.shape[2] == 4
+                                                        else cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise ValueError("PNG encoding failed")
     return buf.tobytes()
@@ -140,16 +141,28 @@ def image_format(path: Path | str, *, alpha: bool) -> str:
     return fmt
 
 
+def encode_webp(img: np.ndarray, quality: int = 90) -> bytes:
+    """WebP bytes of an RGB or RGBA uint8 image (lossy, alpha kept)."""
+    _check_u8(img, (3, 4))
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="WEBP", quality=quality)
+    return buf.getvalue()
+
+
+def encode_image(img: np.ndarray, fmt: str) -> bytes:
+    """``img`` (RGB/RGBA uint8, or HxW uint8 grey for png) as ``png``, ``jpeg`` or ``webp``."""
+    if fmt == "png" and img.ndim == 2:
+        return encode_png(img[:, :, None])
+    if fmt == "png":
+        return encode_png(img)
+    if fmt == "jpeg":
+        return encode_jpeg(img)
+    if fmt == "webp":
+        return encode_webp(img)
+    raise ValueError(f"cannot encode an image as {fmt!r}; use png, jpeg or webp")
+
+
 def save_image(img: np.ndarray, path: Path | str) -> None:
     """Write RGB/RGBA uint8 to ``path``; the format comes from the suffix."""
     _check_u8(img, (3, 4))
-    fmt = image_format(path, alpha=img.shape[2] == 4)
-    if fmt == "png":
-        data = encode_png(img)
-    elif fmt == "jpeg":
-        data = encode_jpeg(img)
-    else:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="WEBP", quality=90)
-        data = buf.getvalue()
-    Path(path).write_bytes(data)
+    Path(path).write_bytes(encode_image(img, image_format(path, alpha=img.shape[2] == 4)))

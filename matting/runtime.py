@@ -91,7 +91,8 @@ class MattingRuntime:
             if self._rvm is None:
                 from matting.rvm import load_rvm
 
-                path = weights.resolve("rvm", self.config.rvm_weights, download=self.config.download)
+                path = weights.resolve("rvm", self.config.rvm_weights, download=self.config.download,
+                                       models_dir=self.config.models_dir)
                 net = load_rvm(path, device=self.device, dtype=self.dtype, refiner=self.config.refiner)
                 model: torch.nn.Module = net
                 log.info("RVM backend: %s (configured: %s)", self.backend, self.config.backend)
@@ -115,7 +116,8 @@ class MattingRuntime:
             if self._rmbg is None:
                 from matting.rmbg import load_rmbg
 
-                path = weights.resolve("rmbg", self.config.rmbg_weights, download=self.config.download)
+                path = weights.resolve("rmbg", self.config.rmbg_weights, download=self.config.download,
+                                       models_dir=self.config.models_dir)
                 net = load_rmbg(path, device=self.device, dtype=self.dtype)
                 model: torch.nn.Module = net
                 if self.backend == "onnxruntime":
@@ -166,11 +168,18 @@ class MattingRuntime:
         return cutout_alpha(self.image_model(), rgb)
 
     def cutout_process(self):
-        """The shared :class:`matting.cutout_process.CutoutProcess`: RMBG in a child process
-        with ``heavy_threads`` threads, for servers whose live frames must not wait for it."""
+        """The shared :class:`matting.cutout_process.CutoutProcess`: still cut-outs in a child
+        process with ``heavy_threads`` threads, for servers whose live frames must not wait for them."""
         with self._locks["rmbg"]:
             if self._cutout_process is None:
                 from matting.cutout_process import CutoutProcess
 
                 self._cutout_process = CutoutProcess(self.config, self.heavy_threads)
             return self._cutout_process
+
+    def still_matte(self, rgb: np.ndarray, model: str = "auto"):
+        """A :class:`matting.still.StillMatte` of one uint8 RGB photo by ``model``:
+        ``auto`` (RVM for people, RMBG otherwise), ``rvm`` or ``rmbg``."""
+        from matting.still import cut_out
+
+        return cut_out(rgb, model, rvm=self.video_model, rmbg=self.image_model)

@@ -2,9 +2,11 @@
 
 Checkpoints are never bundled. Resolution order for each model:
 1. an explicit path (argument, or the model's own env var such as ``ABRAR_RVM_WEIGHTS``);
-2. ``ABRAR_MODELS_DIR`` (any of the model's accepted file names);
-3. the cache dir (``ABRAR_CACHE_DIR``, default ``~/.cache/abrar/models``);
-4. a download from the official URL into the cache, checked against the published
+2. the models dir: ``--models-dir`` / ``ABRAR_MODELS_DIR`` (any of the model's accepted
+   file names);
+3. ``models/`` in the working directory (where a newcomer puts what they downloaded);
+4. the cache dir (``ABRAR_CACHE_DIR``, default ``~/.cache/abrar/models``);
+5. a download from the official URL into the cache, checked against the published
    size and sha256 where upstream publishes them.
 """
 from __future__ import annotations
@@ -62,6 +64,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 MODELS_DIR_ENV = "ABRAR_MODELS_DIR"
+LOCAL_MODELS_DIR = Path("models")
 CACHE_DIR_ENV = "ABRAR_CACHE_DIR"
 HF_TOKEN_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
@@ -87,8 +90,18 @@ def _names(spec: ModelSpec) -> tuple[str, ...]:
     return (spec.filename, *spec.aliases)
 
 
+def search_dirs(environ: Mapping[str, str] | None = None, models_dir: str | Path | None = None) -> list[Path]:
+    """The folders searched for checkpoints, in order: the models dir (argument, else
+    ``ABRAR_MODELS_DIR``), ``./models``, the cache."""
+    environ = os.environ if environ is None else environ
+    given = models_dir or environ.get(MODELS_DIR_ENV)
+    dirs = [Path(given).expanduser()] if given else []
+    dirs += [Path.cwd() / LOCAL_MODELS_DIR, cache_dir(environ)]
+    return list(dict.fromkeys(dirs))
+
+
 def find_local(key: str, explicit: str | Path | None = None,
-               environ: Mapping[str, str] | None = None) -> Path | None:
+               environ: Mapping[str, str] | None = None, models_dir: str | Path | None = None) -> Path | None:
     """The first existing checkpoint for ``key`` without downloading, or None."""
     environ = os.environ if environ is None else environ
     spec = _spec(key)
@@ -99,9 +112,7 @@ def find_local(key: str, explicit: str | Path | None = None,
             source = "argument" if explicit else spec.env_var
             raise WeightsError(f"{spec.title}: {source} points to {path}, which is not a file")
         return path
-    dirs = [Path(environ[MODELS_DIR_ENV]).expanduser()] if environ.get(MODELS_DIR_ENV) else []
-    dirs.append(cache_dir(environ))
-    for d in dirs:
+    for d in search_dirs(environ, models_dir):
         for name in _names(spec):
             if (d / name).is_file():
                 return d / name
@@ -109,31 +120,35 @@ def find_local(key: str, explicit: str | Path | None = None,
 
 
 def resolve(key: str, explicit: str | Path | None = None, *, download: bool = True,
-            environ: Mapping[str, str] | None = None, progress: Progress | None = None) -> Path:
+            environ: Mapping[str, str] | None = None, progress: Progress | None = None,
+            models_dir: str | Path | None = None) -> Path:
     """Path to a checkpoint for ``key``, downloading it into the cache if allowed."""
     environ = os.environ if environ is None else environ
-    found = find_local(key, explicit, environ)
+    found = find_local(key, explicit, environ, models_dir)
     if found is not None:
         return found
     if not download:
-        raise WeightsError(missing_message(key, environ))
-    return fetch(key, environ=environ, progress=progress)
+        raise WeightsError(missing_message(key, environ, models_dir))
+    return fetch(key, environ=environ, progress=progress, models_dir=models_dir)
 
 
-def missing_message(key: str, environ: Mapping[str, str] | None = None) -> str:
+def missing_message(key: str, environ: Mapping[str, str] | None = None,
+                    models_dir: str | Path | None = None) -> str:
+    """What to do about a missing checkpoint: where to put the file (works offline), and
+    the download only as a step for a machine with internet access."""
     spec = _spec(key)
-    target = cache_dir(environ) / spec.filename
-    hint = (" It is gated on Hugging Face: accept the licence at "
-            "https://huggingface.co/briaai/RMBG-1.4 and set HF_TOKEN, or download it by hand."
-            if spec.hf_gated else "")
-    return (f"{spec.title} weights not found. Put {spec.filename} at {target} "
-            f"(or in the folder named by {MODELS_DIR_ENV}, or point {spec.env_var} at the file), "
-            f"or run `abrar models --download {key}` with internet access. "
-            f"Official file: {spec.url}.{hint}")
+    dirs = search_dirs(environ, models_dir)
+    where = ", ".join(str(d) for d in dirs)
+    hint = (" It is gated on Hugging Face: accept the licence at https://huggingface.co/briaai/RMBG-1.4, "
+            "then download it with HF_TOKEN set." if spec.hf_gated else "")
+    return (f"{spec.title} weights not found. Copy {spec.filename} into one of: {where} "
+            f"(searched in that order; --models-dir or {MODELS_DIR_ENV} names another folder), "
+            f"or point {spec.env_var} at the file. To get the file, on a machine with internet access: "
+            f"`abrar models --download {key}`, or fetch {spec.url}.{hint}")
 
 
 def fetch(key: str, *, environ: Mapping[str, str] | None = None, progress: Progress | None = None,
-          timeout: float = 30.0) -> Path:
+          timeout: float = 30.0, models_dir: str | Path | None = None) -> Path:
     """Download ``key`` into the cache, verifying size and sha256; atomic on success."""
     environ = os.environ if environ is None else environ
     spec = _spec(key)
@@ -149,12 +164,12 @@ def fetch(key: str, *, environ: Mapping[str, str] | None = None, progress: Progr
         if exc.code in (401, 403) and spec.hf_gated:
             why = "no HF_TOKEN is set" if not token else "the HF_TOKEN was refused"
             raise WeightsError(f"download of {spec.title} refused (HTTP {exc.code}): {why}. "
-                               + missing_message(key, environ)) from None
+                               + missing_message(key, environ, models_dir)) from None
         raise WeightsError(f"download of {spec.title} failed: HTTP {exc.code}. "
-                           + missing_message(key, environ)) from None
+                           + missing_message(key, environ, models_dir)) from None
     except (urllib.error.URLError, OSError) as exc:
         raise WeightsError(f"cannot download {spec.title} ({exc}); are you offline? "
-                           + missing_message(key, environ)) from None
+                           + missing_message(key, environ, models_dir)) from None
     digest = hashlib.sha256()
     total = int(response.headers.get("Content-Length") or 0) or spec.size
     done = 0

@@ -102,7 +102,7 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     if config.ice_addresses:
         ice.use_host_addresses(config.ice_addresses.split(","))
     dtls.accept_rsa_peers()
-    runtime = runtime or MattingRuntime(config.model.runtime_config())
+    runtime = runtime or MattingRuntime(config.runtime_config())
     # a batch fills only when that many frames are in flight at once
     workers = config.model.inference_workers or runtime.batch_max
     target_fps = config.live.target_fps or default_target_fps(runtime.device.type)

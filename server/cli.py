@@ -11,7 +11,8 @@ EPILOG = """examples:
   abrar serve                                  start the server on 127.0.0.1:8080
   abrar models                                 show which weights are found where
   abrar models --download rvm                  fetch RVM weights into the cache
-  abrar remove-bg photo.jpg -o photo.png       cut out one image (RMBG-1.4)
+  abrar remove-bg photo.jpg -o photo.png       cut out one image (RVM for people, else RMBG)
+  abrar remove-bg shots/ -o cutouts/ --crop    every image in a folder, cropped to the subject
   abrar matte clip.mp4 -o clip.webm            transparent VP9 WebM (RVM)
   abrar matte clip.mp4 -o clip.mp4 --background green
 """
@@ -32,17 +33,35 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list model weights and download missing ones",
                             description="Show where each checkpoint is found; --download fetches it.")
     models.add_argument("--download", nargs="*", metavar="MODEL", choices=["rvm", "rmbg"],
-                        help="download these models (all missing ones if none named)")
+                        help="download these models (all missing ones if none named); needs internet access")
+    _add_models_dir_flag(models)
 
-    remove = sub.add_parser("remove-bg", help="cut the person out of an image (transparent PNG)")
-    remove.add_argument("input", type=Path, help="jpg, png or webp")
-    remove.add_argument("-o", "--output", type=Path, required=True, help="output .png (or .jpg with --background)")
-    remove.add_argument("--background", default="transparent",
-                        help="transparent, green, blue, white, black, #rrggbb, blur or image:PATH")
-    # ONNX Runtime cuts RMBG from 2.8 to 1.5 s on 2 cores, but exporting to it takes ~5 s:
-    # a loss for a single image
-    _add_device_flags(remove, "torch", "; torch by default here: for one image the ~5 s export "
-                                       "to ONNX Runtime costs more than it saves")
+    remove = sub.add_parser(
+        "remove-bg", help="cut the subject out of images (transparent PNG by default)",
+        description="Cut the subject out of one image, or of many (files and folders) into an output "
+                    "folder, skipping outputs that exist. The options are those of POST /remove-bg.")
+    remove.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                        help="jpg, png or webp files, or folders of them")
+    remove.add_argument("-o", "--output", type=Path, required=True,
+                        help="output file for one input (.png, .webp, or .jpg with a background); "
+                             "otherwise a folder (created if missing)")
+    remove.add_argument("--model", default="auto", choices=["auto", "rvm", "rmbg"],
+                        help="auto: RVM when the photo shows a person, else RMBG (default auto)")
+    remove.add_argument("--format", choices=["png", "webp", "jpeg", "mask"],
+                        help="png, webp, jpeg or mask (the alpha as a grey PNG); default: from the "
+                             "output file's suffix, png in a folder")
+    remove.add_argument("--background", "--background-type", dest="background", default="transparent",
+                        help="transparent, green, blue, white, black, #rrggbb, blur, blur:N or image:PATH")
+    remove.add_argument("--background-file", type=Path, help="an image to put behind the subject")
+    remove.add_argument("--foreground", default="estimated", choices=["estimated", "original"],
+                        help="edge colours: estimated without the old background (default), or the "
+                             "photo's original pixels")
+    remove.add_argument("--crop", action="store_true", help="crop to the subject plus --crop-margin")
+    remove.add_argument("--crop-margin", type=int, default=0, help="pixels around the subject when cropping")
+    remove.add_argument("--max-size", type=int, help="longest side of the output in pixels")
+    remove.add_argument("--overwrite", action="store_true", help="redo outputs that already exist in the folder")
+    _add_device_flags(remove, None, "; default: torch for one image (exporting to ONNX Runtime takes "
+                                    "seconds), auto for several")
 
     matte = sub.add_parser("matte", help="matte a video file (RVM)")
     matte.add_argument("input", type=Path, help="any video FFmpeg can read")
@@ -59,18 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_device_flags(p: argparse.ArgumentParser, backend: str = "auto", why: str = "") -> None:
+def _add_models_dir_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="folder with the checkpoints, searched first (env ABRAR_MODELS_DIR; then ./models, "
+                        "then the cache)")
+
+
+def _add_device_flags(p: argparse.ArgumentParser, backend: str | None = "auto", why: str = "") -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"],
                    help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 (CUDA) or int8 (CPU, needs ONNX Runtime)")
     p.add_argument("--backend", default=backend, choices=["auto", "torch", "onnxruntime"],
                    help=f"model backend (auto: ONNX Runtime on a CPU, torch on a GPU){why}")
+    _add_models_dir_flag(p)
 
 
-def _runtime(args):
+def _runtime(args, backend: str | None = None):
     from matting.runtime import MattingRuntime, RuntimeConfig
 
-    return MattingRuntime(RuntimeConfig(device=args.device, precision=args.precision, backend=args.backend))
+    return MattingRuntime(RuntimeConfig(device=args.device, precision=args.precision,
+                                        backend=args.backend or backend or "auto", models_dir=args.models_dir))
 
 
 def cmd_serve(args) -> int:
@@ -106,7 +133,7 @@ def cmd_models(args) -> int:
     status = 0
     for key, spec in weights.MODELS.items():
         try:
-            found = weights.find_local(key)
+            found = weights.find_local(key, models_dir=args.models_dir)
         except weights.WeightsError as exc:
             print(f"{key:5} ERROR {exc}")
             status = 1
@@ -119,40 +146,53 @@ def cmd_models(args) -> int:
                 bar.update(done - bar.n)
 
             try:
-                found = weights.fetch(key, progress=progress)
+                found = weights.fetch(key, progress=progress, models_dir=args.models_dir)
             except weights.WeightsError as exc:
                 bar.close()
                 print(f"{key:5} ERROR {exc}")
                 status = 1
                 continue
             bar.close()
-        where = str(found) if found else "missing: " + weights.missing_message(key)
+        if found is None:
+            status = 1  # scripts and set-up checks can rely on the exit code
+        where = str(found) if found else "MISSING. " + weights.missing_message(key, models_dir=args.models_dir)
         print(f"{key:5} {spec.title} [{spec.licence}]\n      {where}")
     return status
 
 
 def cmd_remove_bg(args) -> int:
-    from matting.compositing import composite, parse_background
-    from matting.images import image_format, load_image, save_image
-    from matting.result import MatteResult
+    from tqdm import tqdm
+
+    from server.cli_remove_bg import plan_cutouts
 
     try:  # everything the user can get wrong, before loading a model
-        background = parse_background(args.background)
-        image_format(args.output, alpha=background.transparent)
-        if not args.output.parent.is_dir():
-            raise ValueError(f"output folder {args.output.parent} does not exist")
-        rgb = load_image(args.input)
+        plan = plan_cutouts(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    alpha = _runtime(args).cutout(rgb)
-    out = composite(rgb, MatteResult(alpha=alpha, foreground=rgb.astype("float32") / 255.0), background)
-    try:
-        save_image(out, args.output)
-    except OSError as exc:
-        print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.output} ({out.shape[1]}x{out.shape[0]}, {'RGBA' if out.shape[2] == 4 else 'RGB'})")
+    if plan.skipped:
+        print(f"skipping {len(plan.skipped)} image(s) whose output exists (--overwrite to redo them)",
+              file=sys.stderr)
+    if not plan.jobs:
+        return 0
+    runtime = _runtime(args, "torch" if len(plan.jobs) == 1 else "auto")
+    failed = 0
+    with tqdm(plan.jobs, unit="image", desc="cutting out", disable=len(plan.jobs) == 1,
+              dynamic_ncols=True) as bar:
+        for source, target in bar:
+            try:
+                size = plan.run(runtime, source, target)
+            except ValueError as exc:  # a bad image among many: say so, carry on
+                bar.write(f"error: {source}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            except OSError as exc:
+                bar.write(f"error: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+                failed += 1
+                continue
+            bar.write(f"wrote {target} ({size})")
+    if failed:
+        return 2 if len(plan.jobs) == 1 else 1
     return 0
 
 

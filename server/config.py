@@ -1,7 +1,7 @@
 """Server configuration: env vars and `abrar serve` flags, printed at start-up."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from matting.config import RuntimeConfig
@@ -87,6 +87,9 @@ class ServerConfig:
                                     "while sending a body; then the connection is closed (408 for a body)")
     log_level: str = setting("info", "ABRAR_LOG_LEVEL", "logging level",
                              choices=("debug", "info", "warning", "error"))
+    models_dir: Path | None = setting(None, "ABRAR_MODELS_DIR",
+                                      "folder with the model checkpoints, searched first (then ./models, "
+                                      "then the cache, ABRAR_CACHE_DIR or ~/.cache/abrar/models)")
     model: ModelConfig = field(default_factory=ModelConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
@@ -95,3 +98,6 @@ class ServerConfig:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     url_input: UrlInputConfig = field(default_factory=UrlInputConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def runtime_config(self) -> RuntimeConfig:
+        return replace(self.model.runtime_config(), models_dir=self.models_dir)

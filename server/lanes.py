@@ -3,7 +3,7 @@
 The live lane is ``AppContext.inference``: the threads matting live WebRTC sessions and
 RTSP streams, nothing else. Heavy work runs elsewhere:
 
-- RMBG (snapshots, ``POST /remove-bg``) in a child process (matting.cutout_process) and
+- still cut-outs (snapshots, ``POST /remove-bg``) in a child process (matting.cutout_process) and
   video jobs in one child process each (matting.video_process), at a lower priority and
   with ``ABRAR_HEAVY_THREADS`` torch / ONNX Runtime threads (default: all cores but one),
   so that live frames keep a core and never wait for their GIL;

@@ -1,8 +1,8 @@
 """Warm start: load every model in the background at start-up, each in its own lane.
 
 The live lane loads RVM and times one frame at the adaptive floor, so admission has a
-measured cost before the first session; the heavy lane starts the RMBG process
-(matting.cutout_process) and loads RMBG there. ``/readyz`` follows both.
+measured cost before the first session; the heavy lane starts the cut-out process
+(matting.cutout_process) and loads RMBG and RVM there. ``/readyz`` follows both.
 With ``ABRAR_PRELOAD_MODELS=false`` the models load on first use instead.
 """
 from __future__ import annotations

@@ -23,7 +23,11 @@ async def test_remove_bg_round_trip_matches_core(runtime, media, tmp_path):
     upload = (media / "images" / f"{NAME}.png").read_bytes()
 
     async with api_client(runtime, tmp_path / "data") as client:
-        resp = await client.post("/remove-bg", data=form(upload, "portrait.png", content_type="image/png"))
+        # RMBG with the photo's own colours: what runtime.cutout gives (auto and the
+        # estimated colours are checked in test_api_image_options)
+        core = {"model": "rmbg", "foreground": "original"}
+        resp = await client.post("/remove-bg", params=core,
+                                 data=form(upload, "portrait.png", content_type="image/png"))
         assert resp.status == 200, await resp.text()
         assert resp.content_type == "image/png"
         assert "portrait-transparent.png" in resp.headers["Content-Disposition"]
@@ -31,7 +35,7 @@ async def test_remove_bg_round_trip_matches_core(runtime, media, tmp_path):
         assert cut.mode == "RGBA" and cut.size == (rgb.shape[1], rgb.shape[0])
         rgba = np.asarray(cut)
 
-        resp = await client.post("/remove-bg", params={"background_type": "green", "format": "jpeg"},
+        resp = await client.post("/remove-bg", params={**core, "background_type": "green", "format": "jpeg"},
                                  data=form(upload, "portrait.png"))
         assert resp.status == 200, await resp.text()
         assert resp.content_type == "image/jpeg"

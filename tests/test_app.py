@@ -24,12 +24,14 @@ async def test_missing_weights_answer_503_naming_the_file(tmp_path):
                                            rmbg_weights=tmp_path / "no-rmbg.safetensors"))
     app = create_app(ServerConfig(data_dir=tmp_path / "data", recordings_dir=tmp_path / "rec"), runtime=runtime)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        form = {"file": io.BytesIO(png_bytes())}
-        resp = await client.post("/remove-bg", data=form)
-        body = await resp.json()
-        assert resp.status == 503, body
-        assert body["error"]["code"] == "model_unavailable"
-        assert "no-rmbg.safetensors" in body["error"]["message"]
+        for model, missing in (("auto", "no-rvm.pth"), ("rmbg", "no-rmbg.safetensors")):
+            resp = await client.post("/remove-bg", params={"model": model}, data={"file": io.BytesIO(png_bytes())})
+            body = await resp.json()
+            assert resp.status == 503, body
+            assert body["error"]["code"] == "model_unavailable"
+            assert missing in body["error"]["message"]
+        spec = await (await client.get("/openapi.json")).json()
+        assert "model_unavailable" in spec["paths"]["/remove-bg"]["post"]["responses"]["503"]["description"]
         health = await client.get("/healthz")
         assert health.status == 200 and (await health.json())["device"].startswith("cpu")
         docs = await client.get("/docs")

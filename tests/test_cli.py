@@ -39,7 +39,7 @@ def test_remove_bg_transparent_png(media, tmp_path):
         alpha = np.asarray(im.getchannel("A"), np.float32) / 255
     score = mad(alpha, load_alpha(media / "alpha" / f"{name}.png"))
     print(f"abrar remove-bg {name}: MAD {score:.2f} (x1e3) against GT")
-    assert score < 6.0  # RMBG alone scores 2.08 here; constant or inverted alpha scores > 300
+    assert score < 6.0  # auto (RVM) 1.9, RMBG 2.08 here; constant or inverted alpha scores > 300
 
 
 def test_remove_bg_on_a_colour_to_jpeg(media, tmp_path):
@@ -52,6 +52,43 @@ def test_remove_bg_on_a_colour_to_jpeg(media, tmp_path):
         rgb = np.asarray(im).astype(int)
     alpha = load_alpha(media / "alpha" / "comp_p3m_00a7a27c_architecture.png")
     assert np.abs(rgb[alpha == 0] - (0, 0, 255)).mean() < 12   # background pixels are blue now
+
+
+def test_remove_bg_folders_into_a_folder_skipping_existing(media, tmp_path):
+    import cv2
+
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for name in ("comp_p3m_0a78cf02_porch", "comp_p3m_00a7a27c_porch"):
+        small = cv2.resize(cv2.imread(str(media / "images" / f"{name}.jpg")), None, fx=0.2, fy=0.2)
+        cv2.imwrite(str(shots / f"{name}.jpg"), small)
+    (shots / "notes.txt").write_text("not an image, not picked up")
+    out = tmp_path / "cutouts"
+    run = abrar("remove-bg", shots, "-o", out, "--model", "rvm", "--format", "mask", "--max-size", "200")
+    assert run.returncode == 0, run.stderr
+    assert "cutting out" in run.stderr and "2/2" in run.stderr  # the progress bar
+    masks = sorted(p.name for p in out.iterdir())
+    assert masks == ["comp_p3m_00a7a27c_porch.png", "comp_p3m_0a78cf02_porch.png"]
+    for name in masks:
+        with Image.open(out / name) as im:
+            assert im.mode == "L" and max(im.size) == 200
+            alpha = np.asarray(im, np.float32) / 255
+        truth = cv2.resize(load_alpha(media / "alpha" / name), im.size, interpolation=cv2.INTER_AREA)
+        assert mad(alpha, truth) < 30, name  # a person, not an empty or full mask (> 300)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = abrar("remove-bg", shots / "comp_p3m_0a78cf02_porch.jpg", shots, "-o", out, "--format", "mask",
+                  timeout=60)
+    assert again.returncode == 0 and "skipping 2" in again.stderr, again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_models_exits_non_zero_when_a_model_is_missing(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "ABRAR_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-m", "server.cli", "models"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60, check=False, env=env)
+    print(run.stdout)
+    assert run.returncode == 1 and "MISSING" in run.stdout
+    assert str(tmp_path / "models") in run.stdout and "internet access" in run.stdout
 
 
 # Each run starts an interpreter (~2 s); the full range of messages is covered in

@@ -53,12 +53,12 @@ def subject_contrast(alpha: np.ndarray, truth: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def quality(runtime, media, artifacts):
-    """One cutout per dev photo (about 3 s each on a 2-core CPU), scored against its GT."""
+def quality(dev_alphas, media, artifacts):
+    """One cutout per dev photo (shared with the still-image tests), scored against its GT."""
     results = {}
     for image in sorted((media / "images").iterdir()):
         truth = load_alpha(media / "alpha" / f"{image.stem}.png")
-        alpha = runtime.cutout(load_rgb(image))
+        alpha = dev_alphas[image.stem]["rmbg"]
         results[image.stem] = {"mad": mad(alpha, truth), "mse": mse(alpha, truth),
                                "contrast": subject_contrast(alpha, truth), "dtype": str(alpha.dtype)}
         print(f"RMBG {image.stem}: MAD {results[image.stem]['mad']:.2f} "

@@ -43,3 +43,12 @@ def test_serve_help_lists_env_vars(capsys):
         build_parser().parse_args(["serve", "--help"])
     out = capsys.readouterr().out
     assert "ABRAR_PORT" in out and "ABRAR_API_KEY" in out
+    assert "--models-dir" in out and "ABRAR_MODELS_DIR" in out
+
+
+def test_models_dir_reaches_the_runtime_and_the_startup_config(tmp_path):
+    from server.config import ServerConfig
+
+    config = settings.from_env(ServerConfig, {"ABRAR_MODELS_DIR": str(tmp_path)})
+    assert config.runtime_config().models_dir == tmp_path
+    assert dict(settings.describe(config))["models_dir"] == repr(tmp_path)

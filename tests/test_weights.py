@@ -41,6 +41,23 @@ def test_models_dir_accepts_official_and_compatible_names(tmp_path):
     assert weights.resolve("rmbg", download=False, environ=e).name == "isnet_general_fp16.safetensors"
 
 
+def test_models_folder_in_the_working_directory_then_models_dir_first(tmp_path, monkeypatch):
+    local = tmp_path / "work" / "models"
+    local.mkdir(parents=True)
+    (local / "rvm_mobilenetv3.pth").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path / "work")
+    assert weights.resolve("rvm", download=False, environ=env(tmp_path)) == Path.cwd() / "models" / "rvm_mobilenetv3.pth"
+    # --models-dir (argument) and ABRAR_MODELS_DIR come before ./models
+    assert weights.resolve("rvm", download=False, environ=env(tmp_path), models_dir=SHARED_MODELS).parent == SHARED_MODELS
+    e = env(tmp_path, ABRAR_MODELS_DIR=str(SHARED_MODELS))
+    assert weights.resolve("rvm", download=False, environ=e).parent == SHARED_MODELS
+    # missing: every folder searched is named, and the download is a step for a connected machine
+    with pytest.raises(WeightsError) as exc:
+        weights.resolve("rmbg", download=False, environ=env(tmp_path))
+    msg = str(exc.value)
+    assert str(Path.cwd() / "models") in msg and "internet access" in msg
+
+
 def test_cache_dir_is_searched(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -52,7 +69,7 @@ def test_missing_offline_says_what_to_put_where(tmp_path):
     with pytest.raises(WeightsError) as exc:
         weights.resolve("rmbg", download=False, environ=env(tmp_path))
     msg = str(exc.value)
-    assert str(tmp_path / "cache" / "model.safetensors") in msg
+    assert "Copy model.safetensors into" in msg and str(tmp_path / "cache") in msg
     assert "ABRAR_RMBG_WEIGHTS" in msg and "HF_TOKEN" in msg
 
 

@@ -1,4 +1,6 @@
-"""POST /remove-bg: one image in, a transparent PNG (or a composite on a colour) out."""
+"""POST /remove-bg: one image in, its cut-out out (transparent, on a colour, a blur or an
+uploaded background; PNG, WebP, JPEG or the mask), with options as query parameters or
+form fields."""
 from __future__ import annotations
 
 import asyncio
@@ -6,7 +8,6 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
 from aiohttp import web
 
 from server.bodies import check_pixels
@@ -14,14 +15,20 @@ from server.context import context
 from server.errors import ApiError
 from server.jobs import params
 from server.jobs.state import busy, jobs_state
+from server.jobs.uploads import FIELD, Form, receive_form
 from server.jobs.url_input import receive_input
 
 IMAGE_PARAMS = (
+    params.Param("model", params.choice("auto", "rvm", "rmbg"), "auto"),
+    params.Param("format", params.choice("png", "webp", "jpeg", "mask"), "png"),
     params.Param("background_type", params.background, "transparent"),
-    params.Param("format", params.choice("png", "jpeg"), "png"),
+    params.Param("foreground", params.choice("estimated", "original"), "estimated"),
+    params.Param("crop", params.boolean, False),
+    params.Param("crop_margin", params.integer(0, 10_000), 0),
+    params.Param("max_size", params.integer(1, 16_384)),
     params.Param("url", str),
 )
-_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+BACKGROUND_FILE = "background_file"
 
 
 def sniff_image(head: bytes) -> str | None:
@@ -42,53 +49,80 @@ def safe_stem(filename: str) -> str:
 
 
 async def remove_bg(request: web.Request) -> web.Response:
-    q = params.parse_query(request, IMAGE_PARAMS)
-    if q["background_type"] == "transparent" and q["format"] == "jpeg":
-        raise ApiError(400, "JPEG has no alpha channel: use format=png for a transparent result, "
-                            "or pick a background colour")
     state = jobs_state(request)
     cfg = state.config
-    # The slot is taken only once the upload has arrived: slow senders must not hold one.
-    upload = await receive_input(request, state.url_inputs, q["url"], state.files.new_upload(),
-                                 cfg.max_upload_bytes)
+    targets = {FIELD: state.files.new_upload(), BACKGROUND_FILE: state.files.new_upload()}
     try:
-        if sniff_image(upload.head()) is None:
-            raise ApiError(415, "not a supported image: send a JPEG, PNG or WebP file")
+        url = request.query.get("url")
+        if url is None:
+            form = await receive_form(request, targets, cfg.max_upload_bytes,
+                                      [p.name for p in IMAGE_PARAMS if p.name != "url"])
+        else:
+            fetched = await receive_input(request, state.url_inputs, url, targets[FIELD], cfg.max_upload_bytes)
+            form = Form(files={FIELD: fetched}, fields={})
+        q = params.parse_options(request, IMAGE_PARAMS, form.fields)
+        upload = form.files[FIELD]
+        for field, received in form.files.items():
+            if sniff_image(received.head()) is None:
+                raise ApiError(415, f"'{field}' is not a supported image: send a JPEG, PNG or WebP file")
+        background_path = form.files[BACKGROUND_FILE].path if BACKGROUND_FILE in form.files else None
+        if background_path is not None and q["background_type"] != "transparent":
+            raise ApiError(400, f"give background_type or {BACKGROUND_FILE}, not both", code="invalid_parameter")
+        if q["format"] == "jpeg" and background_path is None and q["background_type"] == "transparent":
+            raise ApiError(400, "JPEG has no alpha channel: use format=png or webp for a transparent result, "
+                                f"or give a background_type or {BACKGROUND_FILE}", code="invalid_parameter")
+        # The slot is taken only once the upload has arrived: slow senders must not hold one.
         if state.images_pending >= cfg.image_workers + cfg.image_queue_size:
             state.metrics.rejected.labels(queue="images").inc()
             raise busy(f"too many images in progress ({state.images_pending}); retry shortly", retry_after_s=5)
         state.images_pending += 1
         try:
             started = time.perf_counter()
-            body = await asyncio.get_running_loop().run_in_executor(
-                state.images, _cut_out, context(request).runtime, upload.path, q["background_type"],
-                q["format"], cfg.max_image_pixels)
+            body, options, model = await asyncio.get_running_loop().run_in_executor(
+                state.images, _cut_out, context(request).runtime, upload.path, background_path, q,
+                cfg.max_image_pixels)
             elapsed = time.perf_counter() - started
         finally:
             state.images_pending -= 1
         state.metrics.inference.labels(kind="image").observe(elapsed)
     finally:
-        upload.discard()
-    suffix = "png" if q["format"] == "png" else "jpg"
-    name = f"{safe_stem(upload.filename)}-{q['background_type'].lstrip('#')}.{suffix}"
-    return web.Response(body=body, content_type=_MEDIA_TYPES[q["format"]], headers={
+        for target in targets.values():
+            target.unlink(missing_ok=True)
+    background = "image" if background_path is not None else q["background_type"].lstrip("#")
+    name = f"{safe_stem(upload.filename)}-{'mask' if options.format == 'mask' else background}.{options.suffix}"
+    return web.Response(body=body, content_type=options.media_type, headers={
         "Content-Disposition": f'inline; filename="{name}"',
         "X-Processing-Time": f"{elapsed:.3f}",
+        "X-Model": model,  # what auto chose
     })
 
 
-def _cut_out(runtime, path: Path, background: str, fmt: str, max_pixels: int) -> bytes:
+def _cut_out(runtime, path: Path, background_path: Path | None, q: dict, max_pixels: int):
     """Decode, cut out, composite, encode: all CPU work, run in the image pool."""
-    from matting.compositing import composite, parse_background
-    from matting.images import ImageInputError, encode_jpeg, encode_png, load_image
-    from matting.result import MatteResult
+    from matting.compositing import Background, parse_background
+    from matting.cutout_options import CutoutOptions, cut_out_image
+
+    rgb = _load(path, max_pixels, "file")
+    if background_path is not None:
+        background = Background("image", image=_load(background_path, max_pixels, BACKGROUND_FILE))
+    else:
+        background = parse_background(q["background_type"])
+    try:
+        options = CutoutOptions(model=q["model"], format=q["format"], background=background,
+                                foreground=q["foreground"], crop=q["crop"], crop_margin=q["crop_margin"],
+                                max_size=q["max_size"])
+    except ValueError as exc:
+        raise ApiError(400, str(exc), code="invalid_parameter") from None
+    # in its own process: live frames never wait for it
+    body, model = cut_out_image(runtime.cutout_process(), rgb, options)
+    return body, options, model
+
+
+def _load(path: Path, max_pixels: int, field: str):
+    from matting.images import ImageInputError, load_image
 
     check_pixels(path, max_pixels)
     try:
-        rgb = load_image(path, max_pixels=max_pixels)
+        return load_image(path, max_pixels=max_pixels)
     except ImageInputError as exc:
-        raise ApiError(400, str(exc)) from None
-    alpha = runtime.cutout_process().cutout(rgb)  # in its own process: live frames never wait for it
-    out = composite(rgb, MatteResult(alpha=alpha, foreground=rgb.astype(np.float32) / 255.0),
-                    parse_background(background))
-    return encode_png(out) if fmt == "png" else encode_jpeg(out)
+        raise ApiError(400, f"{field}: {exc}" if field != "file" else str(exc)) from None

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
-from collections.abc import Callable
 
 from aiohttp import web
 
@@ -25,24 +25,43 @@ class Param:
 
 
 def parse_query(request: web.Request, params: tuple[Param, ...]) -> dict[str, Any]:
+    return parse_options(request, params, None)
+
+
+def parse_options(request: web.Request, params: tuple[Param, ...],
+                  form: Mapping[str, str] | None) -> dict[str, Any]:
+    """Options from the query string and from form fields (already limited to the
+    names in ``params`` by the form reader; None where the request has no form): the
+    same names either way, not both."""
     known = {p.name: p for p in params}
     unknown = sorted(k for k in request.query if k not in known and k not in _ALWAYS_ALLOWED)
     if unknown:
         allowed = ", ".join(known) or "none"
-        raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)} (allowed: {allowed})",
+        where = " as query parameters or form fields" if form is not None and known else ""
+        raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)} (allowed{where}: {allowed})",
                        code="unknown_parameter")
-    out: dict[str, Any] = {}
-    for name, p in known.items():
-        values = request.query.getall(name, [])
-        if len(values) > 1:
+    form = form or {}
+    both = sorted(set(form) & set(request.query))
+    if both:
+        raise ApiError(400, f"{', '.join(both)} given both as a query parameter and as a form field; "
+                            "give each option once", code="invalid_parameter")
+    for name in known:
+        if len(request.query.getall(name, [])) > 1:
             raise ApiError(400, f"query parameter '{name}' given more than once", code="invalid_parameter")
-        if not values:
-            out[name] = p.default
+    values = {name: request.query[name] for name in known if name in request.query}
+    return _parse({**values, **form}, params)
+
+
+def _parse(values: Mapping[str, str], params: tuple[Param, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in params:
+        if p.name not in values:
+            out[p.name] = p.default
             continue
         try:
-            out[name] = p.parse(values[0])
+            out[p.name] = p.parse(values[p.name])
         except ValueError as exc:
-            raise ApiError(400, f"invalid value for '{name}': {exc}", code="invalid_parameter") from None
+            raise ApiError(400, f"invalid value for '{p.name}': {exc}", code="invalid_parameter") from None
     return out
 
 

@@ -15,7 +15,7 @@ from server.jobs.files import check_id, new_id
 from server.jobs.images import safe_stem, sniff_image
 from server.jobs.state import JobsState, busy, jobs_state
 from server.jobs.store import Job
-from server.jobs.uploads import Upload
+from server.jobs.uploads import FIELD, Upload, receive_form
 from server.jobs.url_input import receive_input
 from server.jobs.views import job_json
 from server.jobs.webhooks import new_callback
@@ -42,18 +42,26 @@ LIST_PARAMS = (
 
 
 async def submit_video(request: web.Request) -> web.Response:
-    options = _video_options(params.parse_query(request, VIDEO_PARAMS))
     state = jobs_state(request)
-    callback_url, source_url = options.pop("callback_url"), options.pop("url")
-    callback = None if callback_url is None else new_callback(state.webhooks.policy, callback_url)
     cfg = state.config
     # Refuse before reading a large body; store.add checks again, atomically.
     if (await state.call(state.store.counts))["queued"] >= cfg.queue_size:
         raise _queue_full(state)
-    upload = await receive_input(request, state.url_inputs, source_url, state.files.new_upload(),
-                                 cfg.max_upload_bytes)
+    source_url = request.query.get("url")
+    if source_url is None:
+        form = await receive_form(request, {FIELD: state.files.new_upload()}, cfg.max_upload_bytes,
+                                  [p.name for p in VIDEO_PARAMS if p.name != "url"])
+        upload, fields = form.files[FIELD], form.fields
+    else:
+        upload = await receive_input(request, state.url_inputs, source_url, state.files.new_upload(),
+                                     cfg.max_upload_bytes)
+        fields = {}
     job_id = new_id()
     try:
+        options = _video_options(params.parse_options(request, VIDEO_PARAMS, fields))
+        callback_url = options.pop("callback_url")
+        del options["url"]
+        callback = None if callback_url is None else new_callback(state.webhooks.policy, callback_url)
         media = await _probe(upload, cfg)
         state.files.adopt(job_id, upload.path, "input")
         job = Job(id=job_id, status="queued", created_at=time.time(), filename=upload.filename,

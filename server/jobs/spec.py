@@ -21,18 +21,9 @@ def _query(name: str, schema: dict, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-_UPLOAD = {
-    "required": True,
-    "content": {"multipart/form-data": {
-        "schema": {"type": "object", "required": ["file"], "additionalProperties": False,
-                   "properties": {"file": {"type": "string", "format": "binary"}}},
-    }},
-}
-# Not required: url= may name the file instead.
-_UPLOAD_OR_URL = {**_UPLOAD, "required": False}
 _URL = _query("url", {"type": "string", "format": "uri", "maxLength": 2048},
               "fetch the file from this http(s) URL instead of an upload (only hosts on "
-              "ABRAR_URL_INPUT_ALLOWED_HOSTS; off by default)")
+              "ABRAR_URL_INPUT_ALLOWED_HOSTS; off by default; query only)")
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "description": "the id returned on submission",
            "schema": {"type": "string", "pattern": ID_PATTERN}}
 _JOB = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
@@ -42,6 +33,45 @@ _COMMON = {
     "401": _err("Missing or wrong API key (only when the server requires one)"),
 }
 _BACKGROUND = {"type": "string", "pattern": BACKGROUND_PATTERN, "default": "transparent"}
+_MODEL_OR_BUSY = _err("`queue_full`: too many images in progress (retry after Retry-After seconds); or "
+                      "`model_unavailable`: the model's weights are not installed on the server (the message "
+                      "names the file and where to put it)", retry_after=True)
+IMAGE_OPTIONS = (
+    ("model", {"type": "string", "enum": ["auto", "rvm", "rmbg"], "default": "auto"},
+     "auto: RVM when the photo shows a person, else RMBG; rvm (people); rmbg (any salient object)"),
+    ("format", {"type": "string", "enum": ["png", "webp", "jpeg", "mask"], "default": "png"},
+     ("png or webp (transparent unless a background is given), jpeg (needs a background), "
+      "mask (the 8-bit alpha as a grey PNG)")),
+    ("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
+    ("foreground", {"type": "string", "enum": ["estimated", "original"], "default": "estimated"},
+     "edge colours: estimated without the old background (no halo), or the photo's original pixels"),
+    ("crop", {"type": "boolean", "default": False}, "crop to the subject's bounding box"),
+    ("crop_margin", {"type": "integer", "minimum": 0, "maximum": 10000, "default": 0},
+     "pixels kept around the subject when cropping"),
+    ("max_size", {"type": "integer", "minimum": 1, "maximum": 16384},
+     "longest side of the output in pixels (the image is scaled down first)"),
+)
+VIDEO_OPTIONS = (
+    ("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
+    ("format", {"type": "string", "enum": ["webm", "mp4", "mov"]},
+     "container; default webm when transparent, else mp4 (mp4 cannot be transparent)"),
+    ("crf", {"type": "integer", "minimum": 0, "maximum": 63}, "quality, lower is better"),
+    ("bitrate", {"type": "string", "pattern": BITRATE_PATTERN}, "target bitrate such as 2M (instead of crf)"),
+    ("keep_audio", {"type": "boolean", "default": True}, "copy the source audio"),
+    ("downsample_ratio", {"type": "number", "minimum": 0.05, "maximum": 1.0},
+     "RVM internal scale (default: automatic)"),
+)
+
+
+def _upload_form(options: tuple, **files: str) -> dict[str, Any]:
+    """The multipart body: ``file``, optional other files, and the options as form fields.
+    Not required: ``url=`` may name the file instead."""
+    properties = {"file": {"type": "string", "format": "binary"},
+                  **{name: {"type": "string", "format": "binary", "description": text} for name, text in files.items()},
+                  **{name: {**schema, "description": text} for name, schema, text in options}}
+    return {"required": False, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "additionalProperties": False, "properties": properties}}}}
+
 
 # The video options as one form-exploded query object (?background_type=green&format=mp4 on
 # the wire, as separate parameters would be), so that the schema can say which combinations
@@ -80,39 +110,40 @@ _VIDEO_OPTIONS = {
 
 PATHS: dict[str, Any] = {
     "/remove-bg": {"post": {
-        "summary": "Remove the background of one image (RMBG-1.4)",
-        "description": "Upload a JPEG, PNG or WebP in the multipart field `file`. Returns a PNG with an alpha "
-                       "channel, or with `background_type` a composite on that colour (PNG or JPEG).",
+        "summary": "Cut the subject out of one image (RVM for people, RMBG for anything else)",
+        "description": "Upload a JPEG, PNG or WebP in the multipart field `file`. Every option below can be "
+                       "given as a query parameter or as a form field of the same name (not both); unknown "
+                       "names are refused. Returns a PNG with an alpha channel by default; with "
+                       "`background_type` or a `background_file` a composite; `format=mask` gives the alpha "
+                       "as a grey PNG.",
         "tags": ["images"], "security": _SECURITY,
-        "parameters": [
-            _query("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
-            _query("format", {"type": "string", "enum": ["png", "jpeg"], "default": "png"},
-                   "output format; jpeg needs a non-transparent background"),
-            _URL,
-        ],
-        "requestBody": _UPLOAD_OR_URL,
+        "parameters": [*(_query(name, schema, text) for name, schema, text in IMAGE_OPTIONS), _URL],
+        "requestBody": _upload_form(IMAGE_OPTIONS, background_file="an image to put behind the subject "
+                                                                   "(cover-fitted)"),
         "responses": {
             "200": {"description": "The cut-out image",
-                    "content": {"image/png": {"schema": {"type": "string", "format": "binary"}},
-                                "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+                    "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                                for media in ("image/png", "image/webp", "image/jpeg")}},
             **_COMMON,
             "403": _err("url names a host off the allow-list, or url input is off on this server"),
             "413": _err("Upload or image dimensions over the limit"),
             "408": _err("The upload stalled (nothing arrived for ABRAR_READ_TIMEOUT_S)"),
-            "415": _err("Not multipart/form-data, or the file is not a JPEG, PNG or WebP"),
+            "415": _err("Not multipart/form-data, or a file is not a JPEG, PNG or WebP"),
             "422": _err("The url could not be fetched"),
-            "503": _err("Too many images in progress", retry_after=True),
+            "503": _MODEL_OR_BUSY,
             "507": _err("The server's disk is full"),
         },
     }},
     "/remove-bg-video": {"post": {
         "summary": "Submit a video for background removal (RVM); runs as a job",
-        "description": "Upload a video in the multipart field `file`. The job is queued and its status URL "
-                       "returned; poll it, then download the result. Transparent output is VP9 WebM (or ProRes "
+        "description": "Upload a video in the multipart field `file`; options as query parameters or form "
+                       "fields of the same name. The job is queued and its status URL returned; poll it, then download the result. Transparent output is VP9 WebM (or ProRes "
                        "4444 MOV) with alpha; colour backgrounds default to H.264 MP4.",
         "tags": ["jobs"], "security": _SECURITY,
         "parameters": [_VIDEO_OPTIONS],
-        "requestBody": _UPLOAD_OR_URL,
+        # The options may be form fields too (see the description); the schema lists them once, in
+        # the query, where it can say which combinations the server refuses.
+        "requestBody": _upload_form(()),
         "responses": {
             "202": {"description": "Queued", "headers": {"Location": {"schema": {"type": "string"},
                                                                      "description": "the status URL"}},

@@ -170,14 +170,16 @@ class LivePipeline:
     # -- snapshots ----------------------------------------------------------------
 
     async def snapshot(self) -> bytes:
-        """RMBG cut-out of the latest full-resolution frame, as an RGBA PNG."""
+        """Cut-out (model ``auto``: RVM for a person, else RMBG) of the latest
+        full-resolution frame, as an RGBA PNG."""
         rgb = self._latest_rgb
         if rgb is None:
             raise NoFrameError("no frame has been processed yet")
         return await asyncio.get_running_loop().run_in_executor(self._heavy_executor, self._cutout_png, rgb)
 
     def _cutout_png(self, rgb: np.ndarray) -> bytes:
-        alpha = self._runtime.cutout_process().cutout(rgb)
+        # auto, in its own process: live frames never wait for it
+        alpha = self._runtime.cutout_process().still_matte(rgb, "auto").alpha
         a8 = np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
         return encode_png(np.dstack([rgb, a8]))
 

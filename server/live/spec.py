@@ -118,7 +118,8 @@ PATHS = {
         "requestBody": {"required": True, "content": _json("LiveOffer")},
         "responses": {"200": _ok("SDP answer", "LiveAnswer"), "400": _ERR, "413": _ERR,
                       "503": {"description": "at capacity (every admitted stream could no longer keep the target "
-                                             "rate) or at the ceiling; Retry-After set",
+                                             "rate) or at the ceiling, Retry-After set (`at_capacity`); or RVM's "
+                                             "weights are not installed (`model_unavailable`)",
                               "content": _json("CapacityError")}},
     }},
     "/sessions": {"get": {
@@ -151,7 +152,8 @@ PATHS = {
         "responses": {"200": _ok("Recording state", "RecordingState"), "400": _ERR, "404": _ERR, "409": _ERR},
     }},
     "/sessions/{id}/snapshot": {"post": {
-        "summary": "RMBG cut-out of the latest full-resolution frame", "tags": _TAG,
+        "summary": "Cut-out (model auto: RVM for a person, else RMBG) of the latest full-resolution frame",
+        "tags": _TAG,
         "parameters": [_SESSION_ID],
         "responses": {"200": {"description": "Transparent PNG",
                               "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},

@@ -179,7 +179,7 @@ PATHS = {
     "/streams/{id}/snapshot": {
         "parameters": [_ID],
         "post": {
-            "summary": "RMBG cut-out of the latest frame (RGBA PNG)", "tags": _TAG,
+            "summary": "Cut-out (model auto) of the latest frame (RGBA PNG)", "tags": _TAG,
             "responses": {"200": {"description": "PNG", "content": {"image/png": {
                 "schema": {"type": "string", "format": "binary"}}}}, "404": _ERR, "409": _ERR},
         },
