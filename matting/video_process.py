@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from matting.config import RuntimeConfig
+from matting.heavy_child import lower_priority
 from matting.video_file import VideoCancelled, VideoOptions, VideoProgress
 
 _POLL_S = 0.1
@@ -42,6 +43,7 @@ def matte_video_file_in_process(config: RuntimeConfig, threads: int, src: Path, 
     child = ctx.Process(target=_child_main, args=(config, str(src), str(dst), options, send, stop, os.getpid()),
                         name="video-job", daemon=True)
     child.start()
+    lower_priority(child.pid or 0)
     send.close()
     try:
         while True:
