@@ -26,7 +26,8 @@ class JobsState:
     metrics: JobMetrics
     # One thread for the database, so SQLite calls never run on the event loop.
     db: ThreadPoolExecutor
-    # /remove-bg inference, apart from the live/RTSP pool so a 3 s cut-out never stalls a stream.
+    # /remove-bg decoding and encoding (heavy lane); the cut-out itself runs in the RMBG
+    # process (matting.cutout_process), so it never stalls a live stream.
     images: ThreadPoolExecutor
     images_pending: int = 0
     tasks: list[asyncio.Task] = field(default_factory=list)
