@@ -18,12 +18,20 @@ NICENESS = 10
 _WATCH_S = 0.5
 
 
+def lower_priority(pid: int = 0) -> None:
+    """Put process ``pid`` (0: this one) at NICENESS, unless it is lower already. The
+    parent calls it right after starting a child, so that the child's imports run at the
+    lower priority too; the child calls it again in case it won the race."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, pid) < NICENESS:
+            os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
+    except OSError:  # a sandbox may refuse, or the child is gone; its own GIL is the larger part
+        pass
+
+
 def start_heavy_child(parent_pid: int) -> None:
     """Call first thing in the child, with the parent's pid (read before the spawn)."""
-    try:
-        os.nice(NICENESS)
-    except OSError:  # a sandbox may refuse; the child's own GIL is the larger part
-        pass
+    lower_priority()
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
 
 

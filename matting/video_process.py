@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from matting.config import RuntimeConfig
+from matting.heavy_child import lower_priority
 from matting.video_file import VideoCancelled, VideoLimits, VideoOptions, VideoProgress
 
 _POLL_S = 0.1
@@ -45,6 +46,7 @@ def matte_video_file_in_process(config: RuntimeConfig, threads: int, src: Path, 
                         args=(config, str(src), str(dst), options, limits or VideoLimits(), send, stop, os.getpid()),
                         name="video-job", daemon=True)
     child.start()
+    lower_priority(child.pid or 0)
     send.close()
     try:
         while True:

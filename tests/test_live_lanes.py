@@ -36,6 +36,13 @@ def wait_ready(url: str, timeout: float = 240.0) -> list[tuple[int, dict]]:
         time.sleep(0.5)
 
 
+async def session_stats(http: aiohttp.ClientSession, url: str, sid: str) -> str:
+    """The server's own view (over its last 300 frames), for the log: where the time went."""
+    async with http.get(f"{url}/sessions/{sid}") as resp:
+        s = (await resp.json())["stats"]
+    return f"{s['fps']} fps, matte latency p50 {s['latency_p50_ms']} ms p95 {s['latency_p95_ms']} ms"
+
+
 def arrivals(client: LiveClient, start: float, end: float) -> np.ndarray:
     return np.asarray([r.at for r in client.received if start <= r.at <= end])
 
@@ -57,6 +64,7 @@ async def test_live_frames_keep_flowing_while_heavy_work_runs(media, tmp_path):
             before = (time.monotonic(), None)
             await asyncio.sleep(BASELINE_S)
             before = (before[0], time.monotonic())
+            stats = {"before": await session_stats(http, url, sid)}
 
             async def snapshot() -> bytes:
                 async with http.post(f"{url}/sessions/{sid}/snapshot") as resp:
@@ -91,6 +99,7 @@ async def test_live_frames_keep_flowing_while_heavy_work_runs(media, tmp_path):
             png, cutout, job = await asyncio.gather(
                 timed("snapshot", snapshot()), timed("upload", upload()), timed("video job", video_job()))
             heavy_end = time.monotonic()
+            stats["during"] = await session_stats(http, url, sid)
             # a baseline after the heavy work too: load from outside the server varies over time
             await asyncio.sleep(BASELINE_S)
             after = (heavy_end + 0.5, time.monotonic())
@@ -115,7 +124,7 @@ async def test_live_frames_keep_flowing_while_heavy_work_runs(media, tmp_path):
     print(f"\nbaseline {base_fps:.1f} fps (median interval {interval * 1000:.0f} ms, longest gap "
           f"{base_gaps.max() * 1000:.0f} ms); heavy work for "
           f"{heavy_end - heavy_start:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in done_at.items())}): "
-          f"{fps:.1f} fps, longest gap {gaps.max() * 1000:.0f} ms (bound {bound * 1000:.0f} ms)")
+          f"{fps:.1f} fps, longest gap {gaps.max() * 1000:.0f} ms (bound {bound * 1000:.0f} ms); server: {stats}")
     assert heavy_end - heavy_start > 1.0, "the heavy work was too short to test anything"
     assert gaps.max() < bound, f"a live frame waited {gaps.max() * 1000:.0f} ms behind heavy work"
     assert fps >= 0.7 * base_fps, f"live fps fell from {base_fps:.1f} to {fps:.1f} while heavy work ran"

@@ -90,7 +90,7 @@ async def test_url_inputs_are_fetched_within_their_limits(runtime, media, tmp_pa
                                          runtime)
     try:
         async def remove_bg(url: str) -> tuple[int, bytes | dict]:
-            async with http.post(f"{base}/remove-bg", params={"url": url}) as resp:
+            async with http.post(f"{base}/remove-bg", params={"url": url, "model": "rmbg"}) as resp:
                 return resp.status, (await resp.read() if resp.status == 200 else await resp.json())
 
         status, body = await remove_bg(files.url("/to-photo"))  # through a redirect that stays on the list

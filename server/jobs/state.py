@@ -28,7 +28,8 @@ class JobsState:
     metrics: JobMetrics
     # One thread for the database, so its calls never run on the event loop.
     db: ThreadPoolExecutor
-    # /remove-bg inference, apart from the live/RTSP pool so a 3 s cut-out never stalls a stream.
+    # /remove-bg decoding and encoding (heavy lane); the cut-out itself runs in the RMBG
+    # process (matting.cutout_process), so it never stalls a live stream.
     images: ThreadPoolExecutor
     webhooks: Deliveries
     url_inputs: UrlFetcher

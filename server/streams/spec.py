@@ -126,7 +126,10 @@ PATHS = {
                            "and shown as `reconnecting` with its error, unless `require_online` is set.",
             "requestBody": {"required": True, "content": _json("StreamCreate")},
             "responses": {"201": {"description": "Stream created", "content": _json("Stream")},
-                          "400": _ERR, "403": _ERR, "422": _ERR, "503": _ERR},
+                          "400": _ERR, "403": _ERR, "422": _ERR,
+                          "503": {"description": "at live capacity (body: the capacity, Retry-After set) or at "
+                                                 "ABRAR_STREAMS_MAX",
+                                  "content": _json("CapacityError")}},
         },
         "get": {
             "summary": "List the streams of every node", "tags": _TAG,
