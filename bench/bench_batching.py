@@ -41,7 +41,7 @@ os.environ.setdefault("ABRAR_MODELS_DIR", str(SHARED / "models"))
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="auto", help="auto | fp32 | fp16")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | fp16 | int8 (CPU, onnxruntime)")
     p.add_argument("--backend", default="torch", help="torch | onnxruntime | auto")
     p.add_argument("--size", default="640x480")
     p.add_argument("--ratio", type=float, default=0.5)

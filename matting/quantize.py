@@ -2,8 +2,8 @@
 
 Convolutions only (the networks' work), in QDQ form, which ONNX Runtime fuses into int8
 kernels (VNNI/AMX where the CPU has them): weights int8 per output channel, activations
-uint8 with ranges calibrated on the bundled frames (``calibration/``: people and
-scenes that the quality tests do not use). Layers named by the caller stay float where
+uint8 with ranges calibrated on the bundled clip (``calibration/``: a person and a
+scene that the quality tests do not use). Layers named by the caller stay float where
 measurement showed int8 hurt them (bench/README.md). The elementwise ops around the
 convolutions (activations, resizes, the guided filter) stay float: quantising them too
 was measured to wreck the matte (MAD x12 on RVM).
@@ -26,14 +26,6 @@ def calibration_clip() -> list[np.ndarray]:
 
     with av.open(str(CALIBRATION_DIR / "clip.mp4")) as container:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-
-
-def calibration_photo() -> np.ndarray:
-    """A portrait photo (768x512), uint8 RGB."""
-    from PIL import Image
-
-    with Image.open(CALIBRATION_DIR / "photo.jpg") as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def conv_names(model: bytes) -> list[str]:

@@ -124,8 +124,8 @@ class MattingRuntime:
                     from matting.onnx_cache import OnnxCache
                     from matting.rmbg.onnx_backend import OnnxRMBG
 
-                    model = OnnxRMBG(net, threads=self.config.threads, precision=self.onnx_precision,
-                                     cache=OnnxCache(path))
+                    # float32 also for int8: no int8 RMBG held the quality bar (its docstring)
+                    model = OnnxRMBG(net, threads=self.config.threads, cache=OnnxCache(path))
                 log.info("RMBG backend: %s", self.backend)
                 self._rmbg = model
             return self._rmbg

@@ -1,9 +1,10 @@
-"""int8 RVM and RMBG in ONNX Runtime (ABRAR_PRECISION=int8): the quality bar against
-ground truth, next to fp32 in the same runtime, and the cache that keeps calibration off
-every request's path.
+"""int8 RVM in ONNX Runtime (ABRAR_PRECISION=int8): the quality bar against ground
+truth, next to fp32 in the same runtime, and the cache that keeps calibration off every
+request's path. RMBG stays float32 under int8 (no int8 recipe held its bar; see
+matting/rmbg/onnx_backend.py), which the runtime test checks.
 
 The quantised models are built once per checkpoint into the ONNX cache (ABRAR_CACHE_DIR)
-and read from it afterwards, so only a fresh machine pays for calibration (~1 min here).
+and read from it afterwards, so only a fresh machine pays for calibration.
 """
 from __future__ import annotations
 
@@ -11,14 +12,12 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import load_alpha, load_rgb
+from conftest import load_alpha
 
 from matting import metrics, weights
 from matting.config import RuntimeConfig
-from matting.cutout import cutout_alpha
 from matting.device import select_device
 from matting.onnx_cache import OnnxCache
-from matting.rmbg import load_rmbg
 from matting.rmbg.onnx_backend import OnnxRMBG
 from matting.runtime import MattingRuntime, onnx_precision
 from matting.rvm import load_rvm
@@ -30,7 +29,7 @@ pytest.importorskip("onnxruntime")
 CLIP = "temporal/p3m_00a7a27c_porch_512x288"
 FRAMES = 30  # 1 s: the recurrent state settles, and int8 errors could build up in it
 # The bar of issue 14, in the metrics' units (MAD x1e3, dtSSD x1e2)
-RVM_MAD_MARGIN, RVM_DTSSD_MARGIN, CUTOUT_MAD_MARGIN = 0.3, 0.2, 1.0
+RVM_MAD_MARGIN, RVM_DTSSD_MARGIN = 0.3, 0.2
 
 
 @pytest.fixture(scope="module")
@@ -68,20 +67,6 @@ def test_int8_rvm_holds_the_quality_bar(rvm_models, clip, ratio):
     assert len(rvm_models["int8"].model("refined")) < len(rvm_models["fp32"].model("refined")) / 2
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(900)  # a fresh cache: export and calibration at 1024x1024 (~1 min on 2 quiet cores)
-def test_int8_rmbg_holds_the_quality_bar(media):
-    path = weights.resolve("rmbg", download=False)
-    net = load_rmbg(path, device="cpu", dtype=torch.float32)
-    cache = OnnxCache(path)
-    models = {p: OnnxRMBG(net, threads=2, precision=p, cache=cache) for p in ("fp32", "int8")}
-    for image in sorted((media / "images").iterdir()):
-        rgb, truth = load_rgb(image), load_alpha(media / "alpha" / f"{image.stem}.png")
-        fp32, int8 = (metrics.mad(cutout_alpha(models[p], rgb), truth) for p in ("fp32", "int8"))
-        print(f"\nRMBG {image.stem}: MAD {fp32:.2f} fp32 / {int8:.2f} int8")
-        assert int8 <= fp32 + CUTOUT_MAD_MARGIN, image.stem
-
-
 def test_cache_builds_once_per_checkpoint(tmp_path):
     checkpoint = tmp_path / "weights.pth"
     checkpoint.write_bytes(b"one")
@@ -114,7 +99,7 @@ def test_precision_setting():
 
 def test_runtime_serves_int8_from_the_cache(rvm_models, clip):
     """ABRAR_PRECISION=int8: the runtime's RVM is the cached int8 model (built above), ready
-    before the first frame."""
+    before the first frame; its RMBG is the float32 one."""
     runtime = MattingRuntime(RuntimeConfig(device="cpu", precision="int8", backend="auto", threads=2,
                                            download=False))
     model = runtime.video_model()
@@ -123,3 +108,5 @@ def test_runtime_serves_int8_from_the_cache(rvm_models, clip):
     frames, truths = clip
     alpha = runtime.new_session(0.5).process(frames[0]).alpha
     assert alpha.shape == truths[0].shape and metrics.mad(alpha, truths[0]) < 10
+    assert isinstance(runtime.image_model(), OnnxRMBG)
+    assert OnnxCache(weights.resolve("rmbg", download=False)).path("finest-fp32").is_file()

@@ -2,29 +2,21 @@
 same alpha (network outputs within 1.4e-7; bench/README.md). Exported at the network's
 fixed 1024x1024 input (about 5 s), once per checkpoint when a cache is given.
 
-``precision="int8"``: the encoder's convolutions in static int8 (:mod:`matting.quantize`),
-calibrated on the bundled photo and clip frames. The decoder stays float: its
-activations span +-600 (and the last side output -1600..14), which 8 bits cannot hold;
-in int8 it turned the alpha to noise (MAD 25 -> 270 on a dev photo), while the int8
-encoder changed MAD by 0.02 (bench/README.md).
+Float32 only, also with ``ABRAR_PRECISION=int8``: no int8 recipe held the cut-out
+quality bar (+1 MAD on each dev photo). The decoder's activations span +-600, the last
+side output -1600..14, which 8 bits cannot hold (all convolutions in int8: MAD 54 -> 364,
+noise); with only the encoder or some of its stages in int8, single photos still lost
+10-25 MAD (bench/README.md, issue 14).
 """
 from __future__ import annotations
 
-import re
-
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from matting.cutout import INPUT_SIZE, network_input
+from matting.cutout import INPUT_SIZE
 from matting.onnx_cache import OnnxCache
 from matting.onnx_runtime import ort_session, to_onnx
-from matting.quantize import calibration_clip, calibration_photo, conv_names, quantize_int8
 from matting.rmbg.isnet import BriaRMBG
-
-PRECISIONS = ("fp32", "int8")
-# Conv nodes of the decoder stages (stage1d..stage5d) and the side outputs: kept float
-DECODER = re.compile(r"/stage\dd/|/side\d")
 
 
 class _Finest(nn.Module):
@@ -43,40 +35,19 @@ def export(net: BriaRMBG) -> bytes:
     return to_onnx(_Finest(net.float().cpu()), {"x": torch.zeros(1, 3, *INPUT_SIZE)}, ["alpha"])
 
 
-def calibration_feeds() -> list[dict[str, np.ndarray]]:
-    """The portrait photo and three frames of the clip (start, middle, end) as network inputs."""
-    frames = calibration_clip()
-    images = [calibration_photo(), *frames[:: max(1, (len(frames) - 1) // 2)]]
-    cpu = torch.device("cpu")
-    return [{"x": network_input(rgb, cpu, torch.float32).numpy()} for rgb in images]
-
-
-def model_bytes(net: BriaRMBG, precision: str, cache: OnnxCache | None = None) -> bytes:
-    """The ONNX bytes of ``net`` in ``precision`` (fp32 or int8), through ``cache`` when given."""
-    if precision == "fp32":
-        def build() -> bytes:
-            return export(net)
-    else:
-        def build() -> bytes:
-            fp32 = model_bytes(net, "fp32", cache)
-            decoder = [name for name in conv_names(fp32) if DECODER.search(name)]
-            return quantize_int8(fp32, calibration_feeds(), keep_float=decoder)
-    return build() if cache is None else cache.get(f"finest-{precision}", build)
-
-
 class OnnxRMBG(nn.Module):
     """Drop-in for a CPU float32 :class:`BriaRMBG` in :func:`matting.cutout.cutout_alpha`:
-    ``forward(x)`` returns ``([alpha], [])``, the finest side output only. Thread-safe."""
+    ``forward(x)`` returns ``([alpha], [])``, the finest side output only. Thread-safe.
+    ``model``: ONNX bytes to run instead of exporting ``net`` (benches try variants)."""
 
     backend = "onnxruntime"
 
-    def __init__(self, net: BriaRMBG, threads: int | None = None, precision: str = "fp32",
-                 cache: OnnxCache | None = None):
+    def __init__(self, net: BriaRMBG, threads: int | None = None, cache: OnnxCache | None = None,
+                 model: bytes | None = None):
         super().__init__()
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-        self.precision = precision
-        self._session = ort_session(model_bytes(net, precision, cache), threads)
+        if model is None:
+            model = export(net) if cache is None else cache.get("finest-fp32", lambda: export(net))
+        self._session = ort_session(model, threads)
         # The torch weights (176 MB) are not kept; this empty parameter tells callers the
         # device and dtype to feed.
         self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
