@@ -8,6 +8,7 @@ import time
 import av
 import pytest
 import requests
+
 from api_support import make_clip
 from cluster_support import (
     JOB_FAILOVER_S,
@@ -20,6 +21,7 @@ from cluster_support import (
     submit,
     wait_until,
 )
+from server.cluster.schema import MIGRATIONS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -38,7 +40,9 @@ def test_jobs_across_three_nodes_run_exactly_once(postgres, media, tmp_path):
     nodes = start_nodes(db, tmp_path / "data", ["n1", "n2", "n3"])
     try:
         migrations = query(db, "SELECT version, applied_by FROM schema_migrations")
-        assert len(migrations) == 1, migrations  # three nodes raced on an empty database; one migrated
+        # three nodes raced on an empty database; one applied every migration, each once
+        assert sorted(m["version"] for m in migrations) == list(range(1, len(MIGRATIONS) + 1)), migrations
+        assert len({m["applied_by"] for m in migrations}) == 1, migrations
         listed = requests.get(f"{nodes['n2'].url}/nodes", timeout=T).json()
         assert listed["database"] == "postgresql"
         assert sorted(n["id"] for n in listed["nodes"] if n["alive"]) == ["n1", "n2", "n3"]
