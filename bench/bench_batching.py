@@ -107,7 +107,7 @@ def run_case(runtime: MattingRuntime, frames, n: int, mode: str, args) -> dict:
     barrier = threading.Barrier(n + 1)
     t0 = time.monotonic() + 0.2
     threads = [threading.Thread(target=stream, args=(s, frames, 7 * k, args, t0, r, barrier))
-               for k, (s, r) in enumerate(zip(sessions, results))]
+               for k, (s, r) in enumerate(zip(sessions, results, strict=False))]
     for t in threads:
         t.start()
     barrier.wait()
@@ -137,7 +137,7 @@ def main() -> None:
     width, height = map(int, args.size.split("x"))
     with av.open(str(VIDEO)) as src:
         frames = [cv2.resize(f.to_ndarray(format="rgb24"), (width, height)) for _, f in
-                  zip(range(32), src.decode(video=0))]
+                  zip(range(32), src.decode(video=0), strict=False)]
     VideoMattingSession(runtime.video_model(), args.ratio).process(frames[0])  # warm-up
     load = [os.getloadavg()[0]]
     rows = []

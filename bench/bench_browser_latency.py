@@ -31,8 +31,8 @@ SHARED = Path(os.environ.get("ABRAR_SHARED_DIR", REPO.parent / "shared"))
 os.environ.setdefault("ABRAR_MODELS_DIR", str(SHARED / "models"))
 os.environ.setdefault("ABRAR_ICE_ADDRESSES", "127.0.0.1")
 
-from browser_support import CHROMIUM, fake_camera_args
-from latency_probe import (
+from browser_support import CHROMIUM, fake_camera_args  # noqa: E402
+from latency_probe import (  # noqa: E402
     BAND,
     BLOCKS,
     FPS,
@@ -43,7 +43,7 @@ from latency_probe import (
     match,
     stats_breakdown,
 )
-from server_process import running_server
+from server_process import running_server  # noqa: E402
 
 VIDEO = SHARED / "media/video/pixabay_thoughtful_35590_8s_640x360.mp4"
 CLIP_FRAMES = 300  # 10 s loop: any latency below that is unambiguous
@@ -92,7 +92,8 @@ async def measure(url: str, y4m: Path, args: argparse.Namespace) -> dict:
             await browser.close()
     result = match(got["local"]["frames"], got["remote"]["frames"], loop_ms=CLIP_FRAMES / FPS * 1000,
                    bad_local=got["local"]["bad"], bad_remote=got["remote"]["bad"])
-    return {**result.to_json(), "page_estimate": page_estimate, "browser": browser_side, "server": sessions[0]["stats"] if sessions else None,
+    return {**result.to_json(), "page_estimate": page_estimate, "browser": browser_side,
+            "server": sessions[0]["stats"] if sessions else None,
             "chromium": version, "load_avg_1min": {"before": load_before[0], "after": load_after[0]}}
 
 
@@ -110,7 +111,8 @@ def main() -> None:
         "bench": f"live page in headless Chromium, {args.size} fake camera at {FPS} fps, background "
                  f"{args.background}: camera frame shown in the preview -> same frame shown returned",
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
-        "seconds": args.seconds, "server_args": args.server_arg, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": args.seconds, "server_args": args.server_arg,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **result,
     }, indent=2))
 

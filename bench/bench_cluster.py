@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the test helpers start nodes and PostgreSQL
 
 import requests  # noqa: E402
+
 from api_support import make_clip  # noqa: E402
 from cluster_support import query, start_nodes, stop_nodes, submit  # noqa: E402
 from postgres_support import PostgresServer  # noqa: E402

@@ -155,7 +155,7 @@ def quality(net, frames, truths, ratio: float) -> dict:
 
     session = VideoMattingSession(net, downsample_ratio=ratio)
     alphas = [session.process(f).alpha for f in frames]
-    mad = [metrics.mad(a, t) for a, t in zip(alphas, truths)]
+    mad = [metrics.mad(a, t) for a, t in zip(alphas, truths, strict=False)]
     return {"mad": round(float(np.mean(mad)), 3), "dtssd": round(metrics.dtssd(alphas, truths), 3)}
 
 

@@ -47,7 +47,7 @@ def make_input(dst: Path, frames: int, size: tuple[int, int] | None) -> Path:
         vs = out.add_stream("libx264", rate=stream.average_rate, options={"crf": "16", "preset": "veryfast"})
         vs.width, vs.height = size or (stream.width, stream.height)
         vs.pix_fmt = "yuv420p"
-        for i, frame in zip(range(frames), src.decode(stream)):
+        for i, frame in zip(range(frames), src.decode(stream), strict=False):
             rgb = frame.to_ndarray(format="rgb24")
             if size:
                 rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_CUBIC)

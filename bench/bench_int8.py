@@ -140,7 +140,7 @@ def child_rvm(case: str, args) -> dict:
                 truths.append(np.asarray(im.convert("L").resize(QUALITY_SIZE, Image.BILINEAR), np.float32) / 255)
         step = make()
         alphas = [step(f) for f in frames]
-        out["mad"] = round(float(np.mean([metrics.mad(a, t) for a, t in zip(alphas, truths)])), 3)
+        out["mad"] = round(float(np.mean([metrics.mad(a, t) for a, t in zip(alphas, truths, strict=False)])), 3)
         out["dtssd"] = round(metrics.dtssd(alphas, truths), 3)
     frames = load_frames(VIDEO, SIZE, 16)
     step = make()

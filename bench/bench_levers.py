@@ -233,7 +233,7 @@ def child_quality(settings: list[Setting]) -> dict:
     for s in settings:
         stepper = Stepper(s, nets)
         alphas = [stepper(f) for f in frames]
-        mad = [metrics.mad(a, t) for a, t in zip(alphas, truths)]
+        mad = [metrics.mad(a, t) for a, t in zip(alphas, truths, strict=False)]
         out[s.name] = {"mad": round(float(np.mean(mad)), 3), "mad_worst_frame": round(max(mad), 3),
                        "dtssd": round(metrics.dtssd(alphas, truths), 3), "frames": len(frames)}
     return out

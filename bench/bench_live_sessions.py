@@ -34,9 +34,9 @@ SHARED = Path(os.environ.get("ABRAR_SHARED_DIR", REPO.parent / "shared"))
 os.environ.setdefault("ABRAR_MODELS_DIR", str(SHARED / "models"))
 os.environ.setdefault("ABRAR_ICE_ADDRESSES", "127.0.0.1")
 
-from latency_probe import BITS, paint_code, read_code
-from server_process import running_server
-from webrtc_client import FRAME_TICKS, ClipTrack, LiveClient, load_clip
+from latency_probe import BITS, paint_code, read_code  # noqa: E402
+from server_process import running_server  # noqa: E402
+from webrtc_client import FRAME_TICKS, ClipTrack, LiveClient, load_clip  # noqa: E402
 
 VIDEO = SHARED / "media/video/pixabay_thoughtful_35590_8s_640x360.mp4"
 LOOP = 1 << BITS  # frame numbers repeat after this many frames

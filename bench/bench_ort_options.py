@@ -57,7 +57,7 @@ def feeds_for_clip(count: int) -> list[dict]:
 
     feeds = []
     with av.open(str(VIDEO)) as container:
-        for _, frame in zip(range(count), container.decode(video=0)):
+        for _, frame in zip(range(count), container.decode(video=0), strict=False):
             rgb = cv2.resize(frame.to_ndarray(format="rgb24"), SIZE)
             src = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
             feeds.append({"src": src.numpy(), "small": downsample(src, RATIO).numpy()})
@@ -74,12 +74,12 @@ class Stream:
 
         self.session, self.feeds, self.i = session, feeds, 0
         shapes = state_shapes(1, *feeds[0]["small"].shape[2:])
-        self.state = dict(zip(STATE_NAMES, (np.zeros(s, np.float32) for s in shapes)))
+        self.state = dict(zip(STATE_NAMES, (np.zeros(s, np.float32) for s in shapes), strict=False))
         self.names = STATE_NAMES
 
     def step(self) -> None:
         outputs = self.session.run(None, {**self.feeds[self.i % len(self.feeds)], **self.state})
-        self.state = dict(zip(self.names, outputs[2:]))
+        self.state = dict(zip(self.names, outputs[2:], strict=False))
         self.i += 1
 
 
@@ -142,7 +142,8 @@ def main() -> None:
         if args.streams:
             per_stream = max(1, cores // args.streams)
             cases = {f"one shared session, {cores} threads": lambda m=model: shared(m, cores),
-                     f"a session per stream, {per_stream} thread(s) each": lambda m=model: ort_session(m, per_stream)}
+                     f"a session per stream, {per_stream} thread(s) each":
+                         lambda m=model, n=per_stream: ort_session(m, n)}
             for name, make in cases.items():
                 fps = concurrent_fps(make, args.streams, feeds, args.seconds)
                 report["streams"].append({"precision": precision, "streams": args.streams, "case": name,

@@ -44,7 +44,7 @@ def parse_args() -> argparse.Namespace:
 
 def source_frames(count: int) -> list[np.ndarray]:
     with av.open(str(VIDEO)) as container:
-        return [f.to_ndarray(format="rgb24") for _, f in zip(range(count), container.decode(video=0))]
+        return [f.to_ndarray(format="rgb24") for _, f in zip(range(count), container.decode(video=0), strict=False)]
 
 
 def ratios_for(height: int, width: int, spec: str) -> list[tuple[float, bool]]:

@@ -143,7 +143,7 @@ class FrameBatcher:
         self.stats.frames += len(requests)
         self.stats.largest = max(self.stats.largest, len(requests))
         for i, r in enumerate(requests):
-            own = tuple(s[i:i + 1] for s in state)
+            own = tuple(None if s is None else s[i:i + 1] for s in state)  # (never None after a step)
             r.future.set_result((fgr[i:i + 1], pha[i:i + 1], own))
 
 
@@ -153,7 +153,9 @@ def stack_states(states: list[RecurrentState]) -> RecurrentState:
     known = next((s for s in states if s[0] is not None), None)
     if known is None:
         return (None, None, None, None)
-    stacked = []
+    stacked: list[Tensor] = []
     for i, like in enumerate(known):
-        stacked.append(torch.cat([torch.zeros_like(like) if s[i] is None else s[i] for s in states]))
-    return tuple(stacked)
+        if like is None:
+            raise ValueError("a recurrent state holds either four tensors or four None")
+        stacked.append(torch.cat([torch.zeros_like(like) if (t := s[i]) is None else t for s in states]))
+    return stacked[0], stacked[1], stacked[2], stacked[3]

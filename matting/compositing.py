@@ -64,7 +64,11 @@ class Background:
         if (h, w) not in self._fitted:
             if len(self._fitted) >= 4:  # a stream changing size often must not grow this
                 self._fitted.clear()
-            plate = cover_resize(self.image, h, w) if self.kind == "image" else np.full((h, w, 3), self.color, np.uint8)
+            if self.kind == "image":
+                assert self.image is not None  # __post_init__ requires one
+                plate = cover_resize(self.image, h, w)
+            else:
+                plate = np.full((h, w, 3), self.color, np.uint8)
             plate.flags.writeable = False  # shared by every frame (and thread) using this background
             self._fitted[(h, w)] = plate
         return self._fitted[(h, w)]
@@ -130,7 +134,8 @@ def over_checkerboard(rgba: np.ndarray, cell: int = 16) -> np.ndarray:
     *rgb, alpha = cv2.split(rgba)
     alpha = alpha.astype(np.float32)
     alpha *= np.float32(1 / 255)
-    return _blend(cv2.merge(rgb), checkerboard(*rgba.shape[:2], cell), alpha)
+    h, w = rgba.shape[:2]
+    return _blend(cv2.merge(rgb), checkerboard(h, w, cell), alpha)
 
 
 def blur(rgb: np.ndarray, sigma: float) -> np.ndarray:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from matting.rvm.network import MattingNetwork
+
 log = logging.getLogger(__name__)
 
 # (src shape, dtype, downsample ratio)
@@ -37,7 +39,7 @@ class CudaGraphMattingNetwork(nn.Module):
     activations). Thread-safe: replays are serialised, as they share input buffers.
     """
 
-    def __init__(self, model: nn.Module, *, max_graphs: int = 48, warmup_steps: int = 2):
+    def __init__(self, model: MattingNetwork, *, max_graphs: int = 48, warmup_steps: int = 2):
         super().__init__()
         device = next(model.parameters()).device
         if device.type != "cuda":
@@ -47,7 +49,7 @@ class CudaGraphMattingNetwork(nn.Module):
         self.warmup_steps = warmup_steps
         self._graphs: dict[GraphKey, _Captured] = {}
         self._failed: set[GraphKey] = set()
-        self._pool = None
+        self._pool: torch.cuda._POOL_HANDLE | None = None  # made with the first graph
         self._lock = threading.Lock()
 
     @property
@@ -71,7 +73,7 @@ class CudaGraphMattingNetwork(nn.Module):
             if captured is None:
                 return self.model(src, *state, downsample_ratio=downsample_ratio)
             captured.src.copy_(src)
-            for buffer, value in zip(captured.state, state):
+            for buffer, value in zip(captured.state, state, strict=False):
                 if value is None:
                     buffer.zero_()
                 else:

@@ -39,7 +39,9 @@ def to_onnx(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: list[st
         warnings.simplefilter("ignore")
         # eval(): the exporter restores the module's train/eval mode afterwards, recursively,
         # and a network left in training mode would update its BatchNorm statistics.
-        torch.onnx.export(module.eval(), tuple(inputs.values()), buffer, dynamo=False, opset_version=opset,
+        # torch types ``f`` as a path only; the legacy exporter writes to a file object too.
+        torch.onnx.export(module.eval(), tuple(inputs.values()), buffer,  # type: ignore[arg-type]
+                          dynamo=False, opset_version=opset,
                           input_names=list(inputs), output_names=outputs, dynamic_axes=dynamic_axes)
     return buffer.getvalue()
 

@@ -5,6 +5,7 @@ import importlib.util
 import logging
 import os
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +13,10 @@ import torch
 from matting import weights
 from matting.config import RuntimeConfig
 from matting.device import DeviceChoice, select_device
+
+if TYPE_CHECKING:  # annotations only: the modules themselves are imported where first used
+    from matting.batching import FrameBatcher
+    from matting.cutout_process import CutoutProcess
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +72,8 @@ class MattingRuntime:
         self.onnx_precision = onnx_precision(self.config.precision, self.backend)
         self._rvm: torch.nn.Module | None = None
         self._rmbg: torch.nn.Module | None = None
-        self._cutout_process = None
-        self._batcher = None
+        self._cutout_process: CutoutProcess | None = None
+        self._batcher: FrameBatcher | None = None
 
     @property
     def device(self) -> torch.device:
@@ -137,7 +142,7 @@ class MattingRuntime:
             return self.config.batch_max
         return GPU_BATCH_MAX if self.device.type == "cuda" else 1
 
-    def batcher(self):
+    def batcher(self) -> FrameBatcher | None:
         """The shared :class:`matting.batching.FrameBatcher`, or None when batching is off."""
         if self.batch_max <= 1:
             return None
@@ -167,7 +172,7 @@ class MattingRuntime:
 
         return cutout_alpha(self.image_model(), rgb)
 
-    def cutout_process(self):
+    def cutout_process(self) -> CutoutProcess:
         """The shared :class:`matting.cutout_process.CutoutProcess`: still cut-outs in a child
         process with ``heavy_threads`` threads, for servers whose live frames must not wait for them."""
         with self._locks["rmbg"]:

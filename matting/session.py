@@ -64,7 +64,7 @@ def to_host(fgr: Tensor, pha: Tensor) -> MatteResult:
     if fgr.device.type != "cuda":
         return MatteResult(alpha=alpha.numpy(), foreground=foreground.numpy())
     host = [torch.empty(t.shape, dtype=torch.float32, pin_memory=True) for t in (alpha, foreground)]
-    for dst, src in zip(host, (alpha, foreground)):
+    for dst, src in zip(host, (alpha, foreground), strict=False):
         dst.copy_(src, non_blocking=True)
     done = torch.cuda.Event()
     done.record(torch.cuda.current_stream(fgr.device))

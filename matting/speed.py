@@ -83,7 +83,8 @@ class AdaptiveRatio:
         """Record the time of a frame run at ``self.ratio``; may change the ratio."""
         a = self.smoothing
         per_mp = max(elapsed_ms - self.fixed_ms, 0.0) / max(network_megapixels(height, width, self.ratio), 1e-6)
-        self.ms_per_megapixel = per_mp if self.ms_per_megapixel is None else (1 - a) * self.ms_per_megapixel + a * per_mp
+        self.ms_per_megapixel = (per_mp if self.ms_per_megapixel is None
+                                 else (1 - a) * self.ms_per_megapixel + a * per_mp)
         self.average_ms = elapsed_ms if self.average_ms is None else (1 - a) * self.average_ms + a * elapsed_ms
         self._since_change += 1
         self._ceiling_left -= 1

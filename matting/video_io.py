@@ -122,8 +122,9 @@ class VideoWriter:
         try:
             codec = _available(profile.video_codecs)
             rate = Fraction(self.fps).limit_denominator(1001)
-            self._video = self._out.add_stream(codec, rate=rate,
-                                               options=_video_options(codec, crf, realtime, not bitrate))
+            video = self._out.add_stream(codec, rate=rate, options=_video_options(codec, crf, realtime, not bitrate))
+            assert isinstance(video, av.video.stream.VideoStream)  # codec is one of the profile's video encoders
+            self._video = video
             self._video.width, self._video.height = self.width, self.height
             self._video.pix_fmt = profile.pix_fmt
             self._video.time_base = self._video.codec_context.time_base = TIME_BASE
@@ -132,14 +133,16 @@ class VideoWriter:
                 self._video.codec_context.bit_rate = parse_bitrate(bitrate)
             elif codec not in ("libvpx-vp9", "libx264", "prores_ks"):
                 self._video.codec_context.bit_rate = 4_000_000
-            self._audio = None
+            self._audio: av.audio.stream.AudioStream | None = None
             self._copy_audio = copy_audio_from is not None
             if copy_audio_from is not None:
                 self._audio = self._out.add_stream_from_template(copy_audio_from)
             elif audio:
-                self._audio = self._out.add_stream(profile.audio_codec, rate=AUDIO_RATE)
-                self._audio.layout = "stereo"
-                self._audio.codec_context.bit_rate = 96_000 if profile.audio_codec == "libopus" else 128_000
+                audio_stream = self._out.add_stream(profile.audio_codec, rate=AUDIO_RATE)
+                assert isinstance(audio_stream, av.audio.stream.AudioStream)  # an audio encoder's stream
+                audio_stream.layout = "stereo"
+                audio_stream.codec_context.bit_rate = 96_000 if profile.audio_codec == "libopus" else 128_000
+                self._audio = audio_stream
             self._out.start_encoding()  # header now: the file exists (and plays) from the start
         except Exception:
             self._out.close()
@@ -186,11 +189,13 @@ class VideoWriter:
             if self._audio is None or self._copy_audio:
                 raise RuntimeError("this writer has no audio stream to encode into")
             sig = (frame.format.name, frame.layout.name, frame.sample_rate)
-            if sig != self._audio_in:
-                if self._resampler is not None:
-                    self._encode_audio(self._resampler.resample(None))
+            resampler = self._resampler
+            if resampler is None or sig != self._audio_in:  # (None only before the first frame)
+                if resampler is not None:
+                    self._encode_audio(self._audio, resampler.resample(None))
                 ctx = self._audio.codec_context
-                self._resampler = av.AudioResampler(format=ctx.format.name, layout="stereo", rate=AUDIO_RATE)
+                resampler = self._resampler = av.AudioResampler(format=ctx.format.name, layout="stereo",
+                                                                rate=AUDIO_RATE)
                 self._audio_in = sig
             placed = None if t is None else round(max(0.0, t) * AUDIO_RATE)
             source_t = frame.time
@@ -203,13 +208,13 @@ class VideoWriter:
                 elif (jump >= 5.0 or jump < -0.1) and placed is not None:
                     self._audio_pts = max(self._audio_pts, placed)
             self._audio_source_next = None if source_t is None else source_t + frame.samples / frame.sample_rate
-            self._encode_audio(self._resampler.resample(frame))
+            self._encode_audio(self._audio, resampler.resample(frame))
 
-    def _encode_audio(self, frames) -> None:
+    def _encode_audio(self, stream: av.audio.stream.AudioStream, frames) -> None:
         for f in frames:
             f.pts, f.time_base = self._audio_pts, Fraction(1, AUDIO_RATE)
             self._audio_pts += f.samples
-            self._out.mux(self._audio.encode(f))
+            self._out.mux(stream.encode(f))
 
     def write_audio_packet(self, packet: av.Packet) -> None:
         """Copy one demuxed packet of the ``copy_audio_from`` stream unchanged."""
@@ -232,8 +237,8 @@ class VideoWriter:
             try:
                 if self.frames:
                     self._out.mux(self._video.encode(None))
-                if self._resampler is not None:
-                    self._encode_audio(self._resampler.resample(None))
+                if self._resampler is not None and self._audio is not None:  # a resampler implies audio
+                    self._encode_audio(self._audio, self._resampler.resample(None))
                     self._out.mux(self._audio.encode(None))
             finally:
                 self._out.close()

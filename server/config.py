@@ -67,8 +67,9 @@ class ModelConfig:
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(device=self.device, precision=self.precision, rvm_weights=self.rvm_weights,
                              rmbg_weights=self.rmbg_weights, refiner=self.refiner, threads=self.threads,
-                             heavy_threads=self.heavy_threads or None, download=self.download, backend=self.backend, batch_max=self.batch_max,
-                             batch_window_ms=self.batch_window_ms, cuda_graphs=self.cuda_graphs)
+                             heavy_threads=self.heavy_threads or None, download=self.download, backend=self.backend,
+                             batch_max=self.batch_max, batch_window_ms=self.batch_window_ms,
+                             cuda_graphs=self.cuda_graphs)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import errno
 import ipaddress
 import socket
 from dataclasses import dataclass
+
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver

@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import requests
 from psycopg.rows import dict_row
+
 from server_process import ServerProcess, start_server
 
 T = 30  # seconds, per HTTP call

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import psycopg
+
 from server_process import free_port
 
 

@@ -18,7 +18,7 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402  (after gi.require_version)
 
 
 def launch_line(path: str, audio: bool) -> str:

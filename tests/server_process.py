@@ -14,10 +14,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 

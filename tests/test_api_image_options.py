@@ -8,10 +8,10 @@ import aiohttp
 import cv2
 import numpy as np
 import pytest
-from api_support import api_client
-from conftest import load_alpha, load_rgb
 from PIL import Image
 
+from api_support import api_client
+from conftest import load_alpha, load_rgb
 from matting.cutout_options import subject_box
 from matting.metrics import mad
 

@@ -98,7 +98,7 @@ async def test_video_job_upload_to_download(runtime, clips, tmp_path):
     assert len(alphas) == 30
     session = runtime.new_session()
     core = [session.process(rgb).alpha for rgb in _source_frames(clip)[:10]]
-    errs = [mad(a, c) for a, c in zip(alphas, core)]
+    errs = [mad(a, c) for a, c in zip(alphas, core, strict=False)]
     person = np.mean([(a > 0.5).mean() for a in alphas])
     print(f"WebM alpha vs core RVM, first 10 frames: MAD {np.mean(errs):.2f} (x1e-3); person covers {person:.0%}")
     assert np.mean(errs) < 15, errs

@@ -86,7 +86,8 @@ def test_batched_streams_equal_each_stream_alone(backend, ratio, model, onnx_mod
         got = together(sessions, inputs)
     finally:
         batcher.close()
-    worst = max(float(np.abs(g - e).max()) for gs, es in zip(got, expected) for g, e in zip(gs, es))
+    worst = max(float(np.abs(g - e).max())
+                for gs, es in zip(got, expected, strict=False) for g, e in zip(gs, es, strict=False))
     print(f"\n{backend} ratio {ratio}: {batcher.stats.batches} batches, largest {batcher.stats.largest}, "
           f"max |batched - alone| = {worst:.2e}")
     assert batcher.stats.largest == 3 and batcher.stats.batches == 3  # really one pass per frame
@@ -110,8 +111,8 @@ def test_each_stream_keeps_its_own_state(model, clip):
     finally:
         batcher.close()
     assert batcher.stats.largest == 2
-    assert max(np.abs(g - e).max() for g, e in zip(got[0], veteran_alone[1:])) < TOLERANCE
-    assert max(np.abs(g - e).max() for g, e in zip(got[1], newcomer_alone)) < TOLERANCE
+    assert max(np.abs(g - e).max() for g, e in zip(got[0], veteran_alone[1:], strict=False)) < TOLERANCE
+    assert max(np.abs(g - e).max() for g, e in zip(got[1], newcomer_alone, strict=False)) < TOLERANCE
     # Own state tensors, shaped for one stream, not views that mix the two.
     assert all(r.shape[0] == 1 for r in veteran.state + newcomer.state)
     assert not torch.equal(veteran.state[3], newcomer.state[3])
@@ -127,7 +128,8 @@ def test_different_sizes_run_in_separate_batches(model, clip):
     finally:
         batcher.close()
     assert batcher.stats.largest == 1 and batcher.stats.frames == 4
-    assert all(np.abs(g - e).max() < TOLERANCE for gs, es in zip(got, expected) for g, e in zip(gs, es))
+    assert all(np.abs(g - e).max() < TOLERANCE
+               for gs, es in zip(got, expected, strict=False) for g, e in zip(gs, es, strict=False))
 
 
 def test_full_batches_go_at_once_and_overflow_waits_for_the_next(model, clip):
@@ -140,7 +142,8 @@ def test_full_batches_go_at_once_and_overflow_waits_for_the_next(model, clip):
         batcher.close()
     print(f"\n5 streams, max_batch 2: {batcher.stats}")
     assert batcher.stats.largest == 2 and batcher.stats.frames == 10
-    assert all(np.abs(g - e).max() < TOLERANCE for gs, es in zip(got, expected) for g, e in zip(gs, es))
+    assert all(np.abs(g - e).max() < TOLERANCE
+               for gs, es in zip(got, expected, strict=False) for g, e in zip(gs, es, strict=False))
 
 
 def test_errors_reach_the_caller_and_the_batcher_keeps_working(model, clip):

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 
 import pytest
+
 from browser_support import CHROMIUM, fake_camera_args
 from latency_probe import BAND, BLOCKS, FPS, READER_JS, TAKE_JS, make_coded_y4m, match
 from live_support import live_server

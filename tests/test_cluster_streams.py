@@ -8,6 +8,7 @@ import time
 import aiohttp
 import pytest
 import requests
+
 from cluster_support import NODE_TIMEOUT_S, T, query, start_nodes, stop_nodes, wait_until
 from streams_support import RtspCamera, Viewer, make_rtsp_clip, require_rtsp_server
 from webrtc_client import LiveClient, SilentTrack

@@ -6,8 +6,17 @@ import pytest
 from PIL import Image
 
 from conftest import load_alpha, load_rgb
-from matting.compositing import (NAMED_COLORS, Background, blur, checkerboard, composite, cover_resize,
-                                 over_checkerboard, parse_background, to_rgba)
+from matting.compositing import (
+    NAMED_COLORS,
+    Background,
+    blur,
+    checkerboard,
+    composite,
+    cover_resize,
+    over_checkerboard,
+    parse_background,
+    to_rgba,
+)
 from matting.result import MatteResult
 
 H, W = 48, 64

@@ -62,7 +62,7 @@ def test_replay_matches_eager_with_state_carried(eager):
     graphed = CudaGraphMattingNetwork(eager)
     want, got = run(eager, srcs, 0.5), run(graphed, srcs, 0.5)
     assert graphed.graph_count == 1
-    for w, g in zip(want, got):
+    for w, g in zip(want, got, strict=False):
         assert (w.float() - g.float()).abs().max().item() < 2e-3
     # each call handed back its own tensors, not the graph's buffers (which the next replay overwrites)
     assert (got[0].float() - got[-1].float()).abs().max().item() > 1e-2
@@ -111,7 +111,7 @@ def test_threads_share_one_wrapper(eager):
     for t in threads:
         t.join()
     for k in range(4):
-        assert max((w - g).abs().max().item() for w, g in zip(want, results[k])) < 2e-3
+        assert max((w - g).abs().max().item() for w, g in zip(want, results[k], strict=False)) < 2e-3
 
 
 def test_refuses_a_cpu_model():

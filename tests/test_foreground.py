@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import load_alpha, load_rgb
 from PIL import Image
 
+from conftest import load_alpha, load_rgb
 from matting.foreground import estimate_foreground
 
 # One composite per person of the dev set; their true foreground colours are known.

@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import load_alpha
 
+from conftest import load_alpha
 from matting import metrics, weights
 from matting.config import RuntimeConfig
 from matting.device import select_device
@@ -35,7 +35,7 @@ RVM_MAD_MARGIN, RVM_DTSSD_MARGIN = 0.3, 0.2
 @pytest.fixture(scope="module")
 def clip(media) -> tuple[list[np.ndarray], list[np.ndarray]]:
     with av.open(str(media / CLIP / "com.mkv")) as container:
-        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(FRAMES), container.decode(video=0))]
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(FRAMES), container.decode(video=0), strict=False)]
     return frames, [load_alpha(media / CLIP / "pha" / f"{i:04d}.png") for i in range(FRAMES)]
 
 
@@ -50,7 +50,7 @@ def rvm_models() -> dict[str, OnnxMattingNetwork]:
 def score(model, frames, truths, ratio: float) -> dict[str, float]:
     session = VideoMattingSession(model, downsample_ratio=ratio)
     alphas = [session.process(f).alpha for f in frames]
-    return {"mad": float(np.mean([metrics.mad(a, t) for a, t in zip(alphas, truths)])),
+    return {"mad": float(np.mean([metrics.mad(a, t) for a, t in zip(alphas, truths, strict=False)])),
             "dtssd": metrics.dtssd(alphas, truths)}
 
 

@@ -5,13 +5,13 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
-from webrtc_client import ClipTrack
 
 from server.live.jitter import (
     _RECEIVER_BUFFER,
     MarkerJitterBuffer,
     release_frames_early,
 )
+from webrtc_client import ClipTrack
 
 
 def _packet(seq: int, ts: int, data: bytes, marker: bool = False) -> RtpPacket:

@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import load_alpha, load_rgb
-from live_support import (colour_share, expected, first_index, live_server, load_gt_clip, percentile,
-                          regions, wait_for)
+from live_support import colour_share, expected, first_index, live_server, load_gt_clip, percentile, regions, wait_for
 from matting.metrics import mad
 from webrtc_client import ClipTrack, LiveClient, SilentTrack, ToneTrack, round_trip_ms
 

@@ -37,7 +37,7 @@ def model(runtime):
 def frames(media) -> list[np.ndarray]:
     """Three consecutive real frames, shrunk to 256x144 for speed."""
     with av.open(str(media / CLIP)) as container:
-        decoded = [f.to_ndarray(format="rgb24") for _, f in zip(range(3), container.decode(video=0))]
+        decoded = [f.to_ndarray(format="rgb24") for _, f in zip(range(3), container.decode(video=0), strict=False)]
     return [np.array(Image.fromarray(f).resize((256, 144), Image.BILINEAR)) for f in decoded]
 
 
@@ -139,7 +139,7 @@ def test_forward_shapes_and_ranges_on_odd_sizes(model, frames, ratio):
     assert 0 <= pha.min() and pha.max() <= 1 and 0 <= fgr.min() and fgr.max() <= 1
     small = (int(101 * ratio), int(67 * ratio))
     expected = [(16, 2), (20, 4), (40, 8), (64, 16)]  # GRU channels and stride of r1..r4
-    for r, (channels, stride) in zip(rec, expected):
+    for r, (channels, stride) in zip(rec, expected, strict=False):
         assert r.shape == (1, channels, -(-small[0] // stride), -(-small[1] // stride))
 
 
@@ -205,7 +205,7 @@ def test_sessions_sharing_a_model_do_not_interfere(model, frames):
     for f in frames:
         got.append(a.process(f).alpha)
         b.process(np.ascontiguousarray(f[::-1]))  # another stream in between
-    assert all(np.array_equal(x, y) for x, y in zip(got, expected))
+    assert all(np.array_equal(x, y) for x, y in zip(got, expected, strict=False))
 
 
 def test_step_batches_streams(model, frames):
@@ -217,7 +217,7 @@ def test_step_batches_streams(model, frames):
     _, pha_a, _ = step(model, tensor(frames[1]), state_a, 0.5)
     _, pha_b, _ = step(model, tensor(frames[0]), state_b, 0.5)
     batch = torch.cat([tensor(frames[1]), tensor(frames[0])])
-    stacked = tuple(torch.cat([ra, rb]) for ra, rb in zip(state_a, state_b))
+    stacked = tuple(torch.cat([ra, rb]) for ra, rb in zip(state_a, state_b, strict=False))
     _, pha, _ = step(model, batch, stacked, 0.5)
     assert torch.allclose(pha, torch.cat([pha_a, pha_b]), atol=1e-4)
 

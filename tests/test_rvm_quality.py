@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import load_alpha
 
+from conftest import load_alpha
 from matting import metrics, weights
 from matting.rvm import load_rvm
 from matting.session import VideoMattingSession
@@ -21,7 +21,7 @@ FRAMES = 30  # 1 s at 30 fps, 512x288: enough for the state to settle, quick on 
 @pytest.fixture(scope="module")
 def clip(media) -> tuple[list[np.ndarray], list[np.ndarray]]:
     with av.open(str(media / CLIP / "com.mkv")) as container:
-        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(FRAMES), container.decode(video=0))]
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(FRAMES), container.decode(video=0), strict=False)]
     truths = [load_alpha(media / CLIP / "pha" / f"{i:04d}.png") for i in range(FRAMES)]
     return frames, truths
 
@@ -37,8 +37,8 @@ def matte(model, frames, *, reset_every_frame=False, downsample_ratio=None) -> l
 
 
 def score(alphas, truths) -> dict:
-    mad = [metrics.mad(a, t) for a, t in zip(alphas, truths)]
-    mse = [metrics.mse(a, t) for a, t in zip(alphas, truths)]
+    mad = [metrics.mad(a, t) for a, t in zip(alphas, truths, strict=False)]
+    mse = [metrics.mse(a, t) for a, t in zip(alphas, truths, strict=False)]
     return {"mad_mean": float(np.mean(mad)), "mse_mean": float(np.mean(mse)),
             "dtssd": metrics.dtssd(alphas, truths),
             "mad_per_frame": [round(v, 3) for v in mad], "mse_per_frame": [round(v, 3) for v in mse]}

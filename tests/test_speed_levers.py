@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import load_alpha
 
+from conftest import load_alpha
 from matting import metrics, weights
 from matting.config import RuntimeConfig
 from matting.device import DeviceChoice
@@ -30,7 +30,7 @@ FRAMES = 8
 @pytest.fixture(scope="module")
 def clip(media) -> tuple[list[np.ndarray], list[np.ndarray]]:
     with av.open(str(media / CLIP / "com.mkv")) as container:
-        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(FRAMES), container.decode(video=0))]
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(FRAMES), container.decode(video=0), strict=False)]
     return frames, [load_alpha(media / CLIP / "pha" / f"{i:04d}.png") for i in range(FRAMES)]
 
 
@@ -53,12 +53,12 @@ def test_onnx_backend_matches_torch_on_real_video(net, onnx_net, clip, ratio):
         mattes = [session.process(f) for f in frames]
         alphas = [m.alpha for m in mattes]
         results[name] = {"alphas": alphas, "fgr": [m.foreground for m in mattes], "state": session.state,
-                         "mad": float(np.mean([metrics.mad(a, t) for a, t in zip(alphas, truths)])),
+                         "mad": float(np.mean([metrics.mad(a, t) for a, t in zip(alphas, truths, strict=False)])),
                          "dtssd": metrics.dtssd(alphas, truths)}
     t, o = results["torch"], results["onnxruntime"]
-    pha = max(float(np.abs(a - b).max()) for a, b in zip(t["alphas"], o["alphas"]))
-    fgr = max(float(np.abs(a - b).max()) for a, b in zip(t["fgr"], o["fgr"]))
-    state = max(float((a - b).abs().max()) for a, b in zip(t["state"], o["state"]))
+    pha = max(float(np.abs(a - b).max()) for a, b in zip(t["alphas"], o["alphas"], strict=False))
+    fgr = max(float(np.abs(a - b).max()) for a, b in zip(t["fgr"], o["fgr"], strict=False))
+    state = max(float((a - b).abs().max()) for a, b in zip(t["state"], o["state"], strict=False))
     print(f"\nratio {ratio}, {FRAMES} frames, state carried: max |torch - onnxruntime| pha {pha:.1e} "
           f"fgr {fgr:.1e} state {state:.1e}; MAD {t['mad']:.4f} vs {o['mad']:.4f}, "
           f"dtSSD {t['dtssd']:.4f} vs {o['dtssd']:.4f}")
@@ -79,7 +79,7 @@ def test_onnx_backend_takes_any_size_and_batch(net, onnx_net):
             expected = net(src, downsample_ratio=ratio)
             got = onnx_net(src, downsample_ratio=ratio)
         assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
-        assert max(float((g - e).abs().max()) for g, e in zip(got, expected)) < 1e-3
+        assert max(float((g - e).abs().max()) for g, e in zip(got, expected, strict=False)) < 1e-3
 
 
 def test_state_shapes_match_the_network(net):

@@ -7,12 +7,12 @@ import json
 from fractions import Fraction
 
 import numpy as np
-from conftest import load_alpha, load_rgb
 from PIL import Image
-from still_support import object_photo
 
+from conftest import load_alpha, load_rgb
 from matting.metrics import mad
 from matting.still import has_person, person_is_subject, pick
+from still_support import object_photo
 
 # MAD (x1e3) limits for RVM on a still (640 px, 3 passes) per dev photo: measured on CPU
 # fp32 + 20 % + 2, as for RMBG (tests/test_rmbg.py, where RMBG scores 2.1-136 on these).

@@ -9,7 +9,12 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from api_support import wait_for
+from matting.video_io import read_alpha_frames
+from server.config import ServerConfig
+from server.streams.config import StreamsConfig
+from server.streams.routes import STREAMS
 from streams_support import (
     RtspCamera,
     Viewer,
@@ -17,11 +22,6 @@ from streams_support import (
     require_rtsp_server,
     start_app,
 )
-
-from matting.video_io import read_alpha_frames
-from server.config import ServerConfig
-from server.streams.config import StreamsConfig
-from server.streams.routes import STREAMS
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(150)]
 

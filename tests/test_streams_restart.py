@@ -13,8 +13,13 @@ import time
 import av
 import numpy as np
 import pytest
+
 from api_support import wait_for
 from conftest import load_alpha
+from matting.video_io import read_alpha_frames
+from server.config import ServerConfig
+from server.streams.config import StreamsConfig
+from server.streams.routes import STREAMS
 from streams_support import (
     CLIP_DIR,
     RtspCamera,
@@ -22,11 +27,6 @@ from streams_support import (
     require_rtsp_server,
     start_app,
 )
-
-from matting.video_io import read_alpha_frames
-from server.config import ServerConfig
-from server.streams.config import StreamsConfig
-from server.streams.routes import STREAMS
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(180)]
 

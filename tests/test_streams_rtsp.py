@@ -13,9 +13,13 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import load_alpha
 from PIL import Image
+
 from api_support import wait_for
+from conftest import load_alpha
+from matting.compositing import NAMED_COLORS
+from server.config import ServerConfig
+from server.streams.config import StreamsConfig
 from streams_support import (
     CLIP_DIR,
     RtspCamera,
@@ -24,10 +28,6 @@ from streams_support import (
     require_rtsp_server,
     start_app,
 )
-
-from matting.compositing import NAMED_COLORS
-from server.config import ServerConfig
-from server.streams.config import StreamsConfig
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(150)]
 
@@ -68,7 +68,7 @@ def _nearest(received: np.ndarray, frames, alphas) -> int:
     (the frame index itself is lost on the way through RTSP and WebRTC)."""
     small = cv2.resize(received, (128, 72), interpolation=cv2.INTER_AREA).astype(np.float32)
     errors = [np.abs(cv2.resize(_over_green(f, a), (128, 72), interpolation=cv2.INTER_AREA) - small).mean()
-              for f, a in zip(frames, alphas)]
+              for f, a in zip(frames, alphas, strict=False)]
     return int(np.argmin(errors))
 
 
@@ -125,7 +125,7 @@ async def test_camera_matted_for_two_viewers_against_ground_truth(camera, truth,
         before = (await stream())["frames_out"], [len(v.frames) for v in viewers]
         window = time.monotonic()
         await wait_for(lambda: _matted_since(stream, before[0], 8), 60, interval=0.5, what="8 more matted frames")
-        got = [len(v.frames) - n for v, n in zip(viewers, before[1])]
+        got = [len(v.frames) - n for v, n in zip(viewers, before[1], strict=False)]
         state = await stream()
         window = time.monotonic() - window
         matted = state["frames_out"] - before[0]
@@ -216,7 +216,9 @@ def _async(check):
 FRAMES_DECODED = """async () => {
   if (!viewer.pc) return -1;
   let n = 0;
-  (await viewer.pc.getStats()).forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "video") n = s.framesDecoded || 0; });
+  (await viewer.pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") n = s.framesDecoded || 0;
+  });
   return n;
 }"""
 

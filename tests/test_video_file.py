@@ -13,8 +13,14 @@ import pytest
 
 from matting.compositing import NAMED_COLORS, Background, parse_background
 from matting.result import MatteResult
-from matting.video_file import (VideoCancelled, VideoInputError, VideoOptions, check_output,
-                                matte_video_file, probe_video)
+from matting.video_file import (
+    VideoCancelled,
+    VideoInputError,
+    VideoOptions,
+    check_output,
+    matte_video_file,
+    probe_video,
+)
 from matting.video_io import OpaqueVideoWriter, read_alpha_frames
 from test_video_io import decoded_audio, make_clip, peak_hz
 
@@ -225,7 +231,7 @@ def test_real_rvm_alpha_webm_and_green_mp4(runtime, rvm_clip, tmp_path):
     assert webm.frames == 30 and webm.has_audio and len(tap.alphas) == 30
     back = [f[..., 3].astype(np.float32) / 255 for f in read_alpha_frames(webm.output)]
     assert len(back) == 30
-    err = np.mean([np.abs(b - a).mean() for b, a in zip(back, tap.alphas)]) * 255
+    err = np.mean([np.abs(b - a).mean() for b, a in zip(back, tap.alphas, strict=False)]) * 255
     coverage = np.mean([(b > 0.5).mean() for b in back])
     print(f"RVM matte through VP9 WebM: alpha mean abs error {err:.2f}/255; person covers {coverage:.1%}")
     assert err < 1.5

@@ -15,8 +15,15 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from matting.video_io import (AlphaWebmWriter, OpaqueVideoWriter, VideoWriter, container_for, has_audio,
-                              parse_bitrate, read_alpha_frames)
+from matting.video_io import (
+    AlphaWebmWriter,
+    OpaqueVideoWriter,
+    VideoWriter,
+    container_for,
+    has_audio,
+    parse_bitrate,
+    read_alpha_frames,
+)
 
 H, W = 144, 256
 
@@ -41,7 +48,7 @@ def make_clip(media: Path, dst: Path, *, frames: int, size: tuple[int, int] | No
                 af.sample_rate, af.pts, af.time_base = sr, k, Fraction(1, sr)
                 out.mux(aus.encode(af))
             out.mux(aus.encode(None))
-        for i, frame in zip(range(frames), src.decode(video=0)):
+        for i, frame in zip(range(frames), src.decode(video=0), strict=False):
             rgb = frame.to_ndarray(format="rgb24")
             if size:
                 rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
@@ -100,8 +107,9 @@ def test_alpha_round_trip_through_vp9_webm(tmp_path, media):
                 writer.write_video(f)
         back = list(read_alpha_frames(path))
         assert len(back) == len(frames) and back[0].shape == (h, w, 4)
-        err = np.mean([np.abs(b[..., 3].astype(int) - f[..., 3]).mean() for b, f in zip(back, frames)])
-        rgb_err = np.mean([np.abs(b[..., :3].astype(int) - f[..., :3]).mean() for b, f in zip(back, frames)])
+        err = np.mean([np.abs(b[..., 3].astype(int) - f[..., 3]).mean() for b, f in zip(back, frames, strict=False)])
+        rgb_err = np.mean([np.abs(b[..., :3].astype(int) - f[..., :3]).mean()
+                           for b, f in zip(back, frames, strict=False)])
         results[name] = err
         print(f"VP9 WebM crf 32 round trip, {name}: alpha mean abs error {err:.2f}/255, RGB {rgb_err:.2f}/255")
         assert err < 1.5 and rgb_err < 6

@@ -46,9 +46,11 @@ def test_models_folder_in_the_working_directory_then_models_dir_first(tmp_path, 
     local.mkdir(parents=True)
     (local / "rvm_mobilenetv3.pth").write_bytes(b"x")
     monkeypatch.chdir(tmp_path / "work")
-    assert weights.resolve("rvm", download=False, environ=env(tmp_path)) == Path.cwd() / "models" / "rvm_mobilenetv3.pth"
+    found = weights.resolve("rvm", download=False, environ=env(tmp_path))
+    assert found == Path.cwd() / "models" / "rvm_mobilenetv3.pth"
     # --models-dir (argument) and ABRAR_MODELS_DIR come before ./models
-    assert weights.resolve("rvm", download=False, environ=env(tmp_path), models_dir=SHARED_MODELS).parent == SHARED_MODELS
+    found = weights.resolve("rvm", download=False, environ=env(tmp_path), models_dir=SHARED_MODELS)
+    assert found.parent == SHARED_MODELS
     e = env(tmp_path, ABRAR_MODELS_DIR=str(SHARED_MODELS))
     assert weights.resolve("rvm", download=False, environ=e).parent == SHARED_MODELS
     # missing: every folder searched is named, and the download is a step for a connected machine

@@ -5,6 +5,8 @@ Module and attribute names follow the BriaRMBG checkpoint layout
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,7 +61,7 @@ class RSU(nn.Module):
         return 2 if level == self.height and not decoder else 1
 
     def _level(self, name: str) -> REBNCONV:
-        return self.get_submodule(f"rebnconv{name}")
+        return cast(REBNCONV, self.get_submodule(f"rebnconv{name}"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hxin = self.rebnconvin(x)

@@ -48,9 +48,9 @@ class BriaRMBG(nn.Module):
         hx = self.stage6(pool(hx))
         features = [hx]
         for stage, skip in zip((self.stage5d, self.stage4d, self.stage3d, self.stage2d, self.stage1d),
-                               reversed(skips)):
+                               reversed(skips), strict=False):
             hx = stage(torch.cat((upsample_like(hx, skip), skip), 1))
             features.insert(0, hx)
         sides = (self.side1, self.side2, self.side3, self.side4, self.side5, self.side6)
-        alphas = [torch.sigmoid(upsample_like(side(f), x)) for side, f in zip(sides, features)]
+        alphas = [torch.sigmoid(upsample_like(side(f), x)) for side, f in zip(sides, features, strict=False)]
         return alphas, features

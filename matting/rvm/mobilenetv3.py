@@ -80,6 +80,9 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV3LargeEncoder(nn.Module):
+    mean: Tensor  # buffers, registered in __init__
+    std: Tensor
+
     def __init__(self):
         super().__init__()
         layers: list[nn.Module] = [conv_bn_act(3, 16, 3, stride=2, act=nn.Hardswish)]

@@ -74,7 +74,7 @@ def export(net: MattingNetwork, graph: str, opset: int = OPSET) -> bytes:
     if graph == "refined":
         inputs["small"] = downsample(src, 0.5)
     shapes = state_shapes(1, *inputs.get("small", src).shape[2:])
-    inputs.update({name: torch.zeros(shape) for name, shape in zip(STATE_NAMES, shapes)})
+    inputs.update({name: torch.zeros(shape) for name, shape in zip(STATE_NAMES, shapes, strict=False)})
     outputs = ["fgr", "pha", *(f"{n}_out" for n in STATE_NAMES)]
     # Every tensor its own height/width names: they differ (r1 is half of small, ...), and
     # ONNX Runtime may share buffers between dimensions of the same name.
@@ -99,7 +99,7 @@ def calibration_feeds(fp32: bytes, graph: str, threads: int | None = None) -> li
             feed["small"] = network_input.numpy()
         shapes = state_shapes(1, *network_input.shape[2:])
         feed.update({name: state[i] if state else np.zeros(shape, np.float32)
-                     for i, (name, shape) in enumerate(zip(STATE_NAMES, shapes))})
+                     for i, (name, shape) in enumerate(zip(STATE_NAMES, shapes, strict=False))})
         feeds.append(feed)
         state = session.run(None, feed)[2:]
     return feeds
@@ -172,7 +172,7 @@ class OnnxMattingNetwork(nn.Module):
             network_input = downsample(src, downsample_ratio)
             feeds["small"] = _numpy(network_input)
         b, _, h, w = network_input.shape
-        for name, r, shape in zip(STATE_NAMES, (r1, r2, r3, r4), state_shapes(b, h, w)):
+        for name, r, shape in zip(STATE_NAMES, (r1, r2, r3, r4), state_shapes(b, h, w), strict=False):
             feeds[name] = np.zeros(shape, np.float32) if r is None else _numpy(r)
         outputs = self.session("plain" if downsample_ratio == 1 else "refined").run(None, feeds)
         return tuple(torch.from_numpy(o) for o in outputs)

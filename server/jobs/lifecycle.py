@@ -12,7 +12,6 @@ from aiohttp import web
 
 from server import openapi
 from server.context import context
-from server.lanes import heavy_pool
 from server.jobs import images, routes, spec
 from server.jobs.config import JobsConfig
 from server.jobs.files import JobFiles
@@ -22,6 +21,7 @@ from server.jobs.store import JobRecords, JobStore
 from server.jobs.url_input import UrlFetcher
 from server.jobs.webhooks import Deliveries
 from server.jobs.worker import JobRunner, expires_at
+from server.lanes import heavy_pool
 
 log = logging.getLogger(__name__)
 

@@ -83,8 +83,9 @@ _VIDEO_OPTIONS = {
                    "crf: quality, lower is better; bitrate: target such as 2M (instead of crf); "
                    "keep_audio: copy the source audio; downsample_ratio: RVM internal scale (default: automatic); "
                    "url: fetch the video from this http(s) URL instead of an upload (only hosts on "
-                   "ABRAR_URL_INPUT_ALLOWED_HOSTS; off by default); callback_url: POST a signed JSON event here when "
-                   "the job completes, fails or is cancelled (only hosts on ABRAR_WEBHOOK_ALLOWED_HOSTS; see the README)",
+                   "ABRAR_URL_INPUT_ALLOWED_HOSTS; off by default); callback_url: POST a signed JSON event here "
+                   "when the job completes, fails or is cancelled (only hosts on ABRAR_WEBHOOK_ALLOWED_HOSTS; "
+                   "see the README)",
     "schema": {
         "type": "object", "additionalProperties": False,
         "properties": {
@@ -137,7 +138,8 @@ PATHS: dict[str, Any] = {
     "/remove-bg-video": {"post": {
         "summary": "Submit a video for background removal (RVM); runs as a job",
         "description": "Upload a video in the multipart field `file`; options as query parameters or form "
-                       "fields of the same name. The job is queued and its status URL returned; poll it, then download the result. Transparent output is VP9 WebM (or ProRes "
+                       "fields of the same name. The job is queued and its status URL returned; poll it, then "
+                       "download the result. Transparent output is VP9 WebM (or ProRes "
                        "4444 MOV) with alpha; colour backgrounds default to H.264 MP4.",
         "tags": ["jobs"], "security": _SECURITY,
         "parameters": [_VIDEO_OPTIONS],

@@ -10,10 +10,10 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
-from collections.abc import Callable
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
@@ -88,7 +88,7 @@ def _to_row(job: Job) -> tuple:
 
 
 def _from_row(row: sqlite3.Row) -> Job:
-    data = dict(zip(row.keys(), row))
+    data = dict(zip(row.keys(), row, strict=False))
     for name in _JSON_COLUMNS:
         data[name] = None if data[name] is None else json.loads(data[name])
     data["expired"] = bool(data["expired"])

@@ -19,6 +19,11 @@ _CLIENT_SPEC = re.compile(rf"transparent|{'|'.join(NAMED_COLORS)}|#?[0-9a-f]{{6}
 def parse_client_background(spec: object) -> Background:
     """Like ``parse_background`` but without ``image:PATH``: a client must not make the
     server read its own files; images arrive as uploads instead."""
+    return client_background(spec)[0]
+
+
+def client_background(spec: object) -> tuple[Background, str]:
+    """:func:`parse_client_background`, and ``spec`` itself (a string) as the label to report."""
     if not isinstance(spec, str):
         raise ValueError(f"background must be a string: {CLIENT_SPECS}")
     if spec.strip().lower().startswith("image:"):
@@ -26,7 +31,7 @@ def parse_client_background(spec: object) -> Background:
                          "to the session's or stream's /background")
     if not _CLIENT_SPEC.fullmatch(spec.strip()):
         raise ValueError(f"unknown background {spec!r}; use {CLIENT_SPECS}")
-    return parse_background(spec)
+    return parse_background(spec), spec
 
 
 def image_background(data: bytes, max_pixels: int) -> Background:
@@ -50,7 +55,6 @@ async def background_from_request(request: web.Request, max_image_bytes: int) ->
             background = await asyncio.get_running_loop().run_in_executor(
                 ctx.heavy, image_background, data, ctx.config.jobs.max_image_pixels)
             return background, "image"
-        label = (await json_body(request)).get("background")
-        return parse_client_background(label), label
+        return client_background((await json_body(request)).get("background"))
     except ValueError as exc:
         raise ApiError(400, str(exc), code="bad_background") from None

@@ -10,7 +10,8 @@ from server.settings import setting
 class LiveConfig:
     target_fps: float = setting(0.0, "ABRAR_LIVE_TARGET_FPS",
                                 "admit a new live session or RTSP stream only while every admitted one can keep "
-                                "this rate at the smallest adaptive size; else 503 (0 = auto: 15 on a CPU, 30 on a GPU)")
+                                "this rate at the smallest adaptive size; else 503 "
+                                "(0 = auto: 15 on a CPU, 30 on a GPU)")
     max_sessions: int = setting(0, "ABRAR_LIVE_MAX_SESSIONS",
                                 "optional ceiling on live sessions and streams at once, on top of the capacity "
                                 "rule (0 = none)")

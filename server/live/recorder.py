@@ -42,7 +42,7 @@ class Recorder:
         self._closed = False
         self._backlog = 0
         self._writer: AlphaWebmWriter | None = None
-        self._final: Future | None = None
+        self._final: Future[Path] | None = None
         self.started_at = time.monotonic()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._submit(self._open, fps, audio)
@@ -112,11 +112,11 @@ class Recorder:
     async def close(self) -> Path:
         """Flush the encoder, write the WebM cues and publish the file. Idempotent."""
         with self._lock:
-            already = self._closed
             self._closed = True
-            if not already:
+            if self._final is None:  # the first close
                 self._final = self._thread.submit(self._finalise)
+            final = self._final
         try:
-            return await asyncio.wrap_future(self._final)
+            return await asyncio.wrap_future(final)
         finally:
             self._thread.shutdown(wait=False)

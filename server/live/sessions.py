@@ -17,7 +17,7 @@ from matting.compositing import Background
 from matting.runtime import MattingRuntime
 from server.capacity import Capacity
 from server.errors import ApiError
-from server.live.backgrounds import parse_client_background
+from server.live.backgrounds import client_background
 from server.live.config import LiveConfig
 from server.live.fanout import Fanout
 from server.live.jitter import release_frames_early
@@ -167,8 +167,8 @@ class LiveSessions:
             if not isinstance(data, dict):
                 raise ValueError("expected a JSON object")
             if data.get("type") == "background":
-                spec = data.get("background")
-                session.set_background(parse_client_background(spec), spec)
+                background, spec = client_background(data.get("background"))
+                session.set_background(background, spec)
                 session.send({"type": "background", "background": spec})
             elif data.get("type") == "ping":
                 session.send({"type": "pong", "t": data.get("t")})

@@ -48,6 +48,8 @@ class MattedVideoTrack(MediaStreamTrack):
         try:
             while True:
                 frame = await self._source.recv()
+                if not isinstance(frame, av.VideoFrame):  # aiortc types recv() as any frame or packet
+                    raise TypeError(f"the video source gave a {type(frame).__name__}, not a video frame")
                 self.last_frame_at = time.monotonic()
                 if self._incoming.put(frame):
                     self._pipeline.note_dropped()
@@ -109,6 +111,8 @@ class AudioPassthroughTrack(MediaStreamTrack):
         try:
             while True:
                 frame = await self._source.recv()
+                if not isinstance(frame, av.AudioFrame):  # aiortc types recv() as any frame or packet
+                    raise TypeError(f"the audio source gave a {type(frame).__name__}, not an audio frame")
                 self._pipeline.push_audio(frame)
                 if self._fanout is not None:
                     self._fanout.audio.publish(frame)

@@ -10,8 +10,9 @@ from server.settings import setting
 class StreamsConfig:
     max_streams: int = setting(4, "ABRAR_STREAMS_MAX", "RTSP streams ingested at once (each runs its own inference)")
     max_viewers: int = setting(8, "ABRAR_STREAMS_MAX_VIEWERS", "WebRTC viewers per stream")
-    viewer_connect_timeout_s: float = setting(20.0, "ABRAR_STREAMS_VIEWER_CONNECT_TIMEOUT",
-                                              "drop a viewer whose WebRTC connection is not up within this many seconds")
+    viewer_connect_timeout_s: float = setting(
+        20.0, "ABRAR_STREAMS_VIEWER_CONNECT_TIMEOUT",
+        "drop a viewer whose WebRTC connection is not up within this many seconds")
     allowed_hosts: str = setting(
         "", "ABRAR_STREAMS_ALLOWED_HOSTS",
         "comma-separated camera hosts allowed in stream URLs: names, IPs, host:port or CIDR "

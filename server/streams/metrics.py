@@ -33,7 +33,8 @@ class StreamsCollector(Collector):
                                          labels=["stream"])
         gaps = CounterMetricFamily("abrar_stream_gaps", "Interruptions of the video (drops and stalls)",
                                    labels=["stream"])
-        frames = CounterMetricFamily("abrar_stream_frames", "Frames decoded (in), matted (out), skipped as stale (dropped) "
+        frames = CounterMetricFamily("abrar_stream_frames",
+                                     "Frames decoded (in), matted (out), skipped as stale (dropped) "
                                      "or not matted with nobody watching (idle)",
                                      labels=["stream", "kind"])
         viewers = GaugeMetricFamily("abrar_stream_viewers", "WebRTC viewers watching", labels=["stream"])

@@ -62,7 +62,8 @@ async def create_stream(request: web.Request) -> web.Response:
     body = await json_body(request)
     unknown = set(body) - CREATE_FIELDS
     if unknown:
-        raise ApiError(400, f"unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(CREATE_FIELDS))}")
+        raise ApiError(400, f"unknown field(s) {', '.join(sorted(unknown))}; "
+                            f"allowed: {', '.join(sorted(CREATE_FIELDS))}")
     if "url" not in body:
         raise ApiError(400, "missing 'url', e.g. rtsp://camera.local:554/stream")
     manager.check_url(body["url"])  # before anything else, so a bad URL is always a bad_url error

@@ -35,7 +35,8 @@ SCHEMAS = {
             "background": {"type": "string", "pattern": BACKGROUND_PATTERN,
                            "description": f"{CLIENT_SPECS} (default: server setting)"},
             "record": {"type": "boolean", "default": False,
-                       "description": "record VP9-alpha WebM, a new segment per camera connection and every ABRAR_STREAMS_SEGMENT seconds"},
+                       "description": "record VP9-alpha WebM, a new segment per camera connection and every "
+                                      "ABRAR_STREAMS_SEGMENT seconds"},
             "require_online": {"type": "boolean", "default": False,
                                "description": "answer 422 instead of retrying in the background when the "
                                               "camera cannot be reached now"},
@@ -96,8 +97,9 @@ SCHEMAS = {
     },
     "StreamOffer": {
         "type": "object", "required": ["sdp", "type"],
-        "properties": {"sdp": {"type": "string", "minLength": 1, "description": "SDP offer receiving video (and optionally "
-                                                                "audio), with its ICE candidates (no trickle)"},
+        "properties": {"sdp": {"type": "string", "minLength": 1,
+                               "description": "SDP offer receiving video (and optionally audio), "
+                                              "with its ICE candidates (no trickle)"},
                        "type": {"type": "string", "enum": ["offer"]}},
     },
     "StreamAnswer": {
