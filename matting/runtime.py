@@ -81,7 +81,8 @@ class MattingRuntime:
 
                 path = weights.resolve("rvm", self.config.rvm_weights, download=self.config.download)
                 model = load_rvm(path, device=self.device, dtype=self.dtype, refiner=self.config.refiner)
-                log.info("RVM backend: %s (configured: %s)", self.backend, self.config.backend)
+                log.info("RVM backend: %s (configured: %s), ONNX precision %s", self.backend,
+                         self.config.backend, self.onnx_precision if self.backend == "onnxruntime" else "-")
                 if self.backend == "onnxruntime":
                     from matting.onnx_cache import OnnxCache
                     from matting.rvm.onnx_backend import OnnxMattingNetwork
