@@ -100,7 +100,8 @@ class MattingRuntime:
                                        models_dir=self.config.models_dir)
                 net = load_rvm(path, device=self.device, dtype=self.dtype, refiner=self.config.refiner)
                 model: torch.nn.Module = net
-                log.info("RVM backend: %s (configured: %s)", self.backend, self.config.backend)
+                log.info("RVM backend: %s (configured: %s), ONNX precision %s", self.backend,
+                         self.config.backend, self.onnx_precision if self.backend == "onnxruntime" else "-")
                 if self.backend == "onnxruntime":
                     from matting.onnx_cache import OnnxCache
                     from matting.rvm.onnx_backend import OnnxMattingNetwork

@@ -8,6 +8,8 @@ and read from it afterwards, so only a fresh machine pays for calibration.
 """
 from __future__ import annotations
 
+import argparse
+
 import av
 import numpy as np
 import pytest
@@ -23,6 +25,8 @@ from matting.runtime import MattingRuntime, onnx_precision
 from matting.rvm import load_rvm
 from matting.rvm.onnx_backend import OnnxMattingNetwork
 from matting.session import VideoMattingSession
+from server import settings
+from server.config import ServerConfig
 
 pytest.importorskip("onnxruntime")
 
@@ -85,6 +89,13 @@ def test_cache_builds_once_per_checkpoint(tmp_path):
 
 
 def test_precision_setting():
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser, ServerConfig)
+    config = settings.apply_args(settings.from_env(ServerConfig, {}), parser.parse_args(["--model-precision", "int8"]))
+    assert config.model.runtime_config().precision == "int8"
+    assert dict(settings.describe(config))["model.precision"] == "'int8'"  # the start-up config
+    assert settings.from_env(ServerConfig, {"ABRAR_PRECISION": "int8"}).model.precision == "int8"
+    assert "int8" in parser.format_help()
     assert select_device("cpu", "int8").dtype == torch.float32  # what torch feeds ONNX Runtime
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="int8 runs on the CPU"):
