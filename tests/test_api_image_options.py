@@ -89,9 +89,8 @@ async def test_each_option(runtime, photo, tmp_path, as_form):
         assert resp.content_type == "image/webp" and webp.shape == (h, w, 4)
         assert np.abs(webp[:, :, 3].astype(int) - rgba[:, :, 3]).mean() < 3
 
-        # format=jpeg on a colour
-        resp, body = await _cut(client, upload, {"model": "rvm", "format": "jpeg", "background_type": "white"},
-                                as_form)
+        # format=jpeg without a background: on white (a JPEG cannot be transparent)
+        resp, body = await _cut(client, upload, {"model": "rvm", "format": "jpeg"}, as_form)
         on_white = _image(body).astype(np.float32)
         assert resp.content_type == "image/jpeg" and on_white.shape == (h, w, 3)
         assert np.abs(on_white[(truth < 0.01) & (mask == 0)] - 255).mean() < 6

@@ -29,6 +29,8 @@ IMAGE_PARAMS = (
     params.Param("url", str),
 )
 BACKGROUND_FILE = "background_file"
+# format=jpeg without a background: a JPEG cannot be transparent
+JPEG_BACKGROUND = "white"
 
 
 def sniff_image(head: bytes) -> str | None:
@@ -68,9 +70,6 @@ async def remove_bg(request: web.Request) -> web.Response:
         background_path = form.files[BACKGROUND_FILE].path if BACKGROUND_FILE in form.files else None
         if background_path is not None and q["background_type"] != "transparent":
             raise ApiError(400, f"give background_type or {BACKGROUND_FILE}, not both", code="invalid_parameter")
-        if q["format"] == "jpeg" and background_path is None and q["background_type"] == "transparent":
-            raise ApiError(400, "JPEG has no alpha channel: use format=png or webp for a transparent result, "
-                                f"or give a background_type or {BACKGROUND_FILE}", code="invalid_parameter")
         # The slot is taken only once the upload has arrived: slow senders must not hold one.
         if state.images_pending >= cfg.image_workers + cfg.image_queue_size:
             state.metrics.rejected.labels(queue="images").inc()
@@ -105,6 +104,8 @@ def _cut_out(runtime, path: Path, background_path: Path | None, q: dict, max_pix
     rgb = _load(path, max_pixels, "file")
     if background_path is not None:
         background = Background("image", image=_load(background_path, max_pixels, BACKGROUND_FILE))
+    elif q["format"] == "jpeg" and q["background_type"] == "transparent":
+        background = parse_background(JPEG_BACKGROUND)  # JPEG has no alpha: on white, as hosted APIs do
     else:
         background = parse_background(q["background_type"])
     try:

@@ -40,7 +40,7 @@ IMAGE_OPTIONS = (
     ("model", {"type": "string", "enum": ["auto", "rvm", "rmbg"], "default": "auto"},
      "auto: RVM when the photo shows a person, else RMBG; rvm (people); rmbg (any salient object)"),
     ("format", {"type": "string", "enum": ["png", "webp", "jpeg", "mask"], "default": "png"},
-     ("png or webp (transparent unless a background is given), jpeg (needs a background), "
+     ("png or webp (transparent unless a background is given), jpeg (on white unless a background is given), "
       "mask (the 8-bit alpha as a grey PNG)")),
     ("background_type", _BACKGROUND, "transparent, green, blue, white, black, blur or #rrggbb"),
     ("foreground", {"type": "string", "enum": ["estimated", "original"], "default": "estimated"},
