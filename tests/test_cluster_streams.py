@@ -15,8 +15,10 @@ from webrtc_client import LiveClient, SilentTrack
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(300)]
 
+# A target rate any node keeps: these tests are about ownership and failover, and admission
+# (tested on its own) must not refuse a camera because a live session shares the node.
 STREAM_ARGS = ["--streams-read-timeout-s", "3", "--streams-open-timeout-s", "3",
-               "--streams-reconnect-min-s", "0.25", "--streams-reconnect-max-s", "1"]
+               "--streams-reconnect-min-s", "0.25", "--streams-reconnect-max-s", "1", "--live-target-fps", "1"]
 TAKEOVER_LIMIT_S = 15.0
 
 

@@ -122,11 +122,11 @@ def test_bad_checkpoints_raise_clear_errors(make, expected, rvm_path, state_dict
     message = str(info.value)
     print(f"\n{make.__name__}: {message}")
     assert expected in message and str(bad) in message
-    assert "Put rvm_mobilenetv3.pth at" in message  # says what to put where
+    assert "Copy rvm_mobilenetv3.pth into one of" in message  # says what to put where
 
 
 def test_missing_checkpoint_says_where_to_put_it(tmp_path):
-    with pytest.raises(CheckpointError, match=r"does not exist\. .*Put rvm_mobilenetv3\.pth at"):
+    with pytest.raises(CheckpointError, match=r"does not exist\. .*Copy rvm_mobilenetv3\.pth into one of"):
         load_rvm(tmp_path / "nowhere.pth")
 
 

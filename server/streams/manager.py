@@ -151,6 +151,7 @@ class StreamManager:
         """Stop a stream here but keep its record: another node runs it now."""
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
+            self.capacity.release(_capacity_key(stream_id))
             log.warning("stream %s: another node took it over; stopped here", stream_id)
             await stream.close()
 
