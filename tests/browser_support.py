@@ -14,3 +14,20 @@ def fake_camera_args(y4m: Path) -> list[str]:
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             f"--use-file-for-fake-video-capture={y4m}"]
+
+
+def colour_share_script(video_id: str) -> str:
+    """A page function for ``page.evaluate(script, [r, g, b])``: the share of the pixels of
+    the <video id=video_id> now showing within 40 levels of that colour."""
+    return """([r, g, b]) => {
+  const v = document.getElementById("%s");
+  const c = Object.assign(document.createElement("canvas"), { width: v.videoWidth, height: v.videoHeight });
+  const ctx = c.getContext("2d");
+  ctx.drawImage(v, 0, 0);
+  const d = ctx.getImageData(0, 0, c.width, c.height).data;
+  let near = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (Math.abs(d[i] - r) < 40 && Math.abs(d[i + 1] - g) < 40 && Math.abs(d[i + 2] - b) < 40) near++;
+  }
+  return near / (d.length / 4);
+}""" % video_id

@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,19 @@ def require_rtsp_server() -> None:
         raise RuntimeError("the RTSP test server needs Debian's python3-gi and GStreamer: apt-get install "
                            "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good "
                            "gstreamer1.0-plugins-bad gstreamer1.0-libav")
+
+
+def clip_camera(tmp_path_factory, media: Path) -> Iterator[RtspCamera]:
+    """The body of a module-scoped ``camera`` fixture: a real RTSP camera playing the dev
+    clip (made once per test session), killed at the end."""
+    require_rtsp_server()
+    clip = tmp_path_factory.getbasetemp() / "rtsp_clip.mp4"
+    if not clip.exists():
+        make_rtsp_clip(media, clip)
+    cam = RtspCamera(clip)
+    cam.start()
+    yield cam
+    cam.kill()
 
 
 async def start_app(config, runtime) -> tuple[TestServer, aiohttp.ClientSession, str]:

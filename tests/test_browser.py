@@ -8,9 +8,9 @@ import subprocess
 import aiohttp
 import pytest
 
+from browser_support import CHROMIUM, colour_share_script
 from live_support import CLIP, live_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BG_COLOUR = (0, 177, 64)  # the page's default colour (#00b140)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -25,18 +25,7 @@ FRAMES_DECODED = """async () => {
 }"""
 
 # Share of the returned video's pixels near the chosen background colour.
-COLOUR_SHARE = """([r, g, b]) => {
-  const v = document.getElementById("remote");
-  const c = Object.assign(document.createElement("canvas"), { width: v.videoWidth, height: v.videoHeight });
-  const ctx = c.getContext("2d");
-  ctx.drawImage(v, 0, 0);
-  const d = ctx.getImageData(0, 0, c.width, c.height).data;
-  let near = 0;
-  for (let i = 0; i < d.length; i += 4) {
-    if (Math.abs(d[i] - r) < 40 && Math.abs(d[i + 1] - g) < 40 && Math.abs(d[i + 2] - b) < 40) near++;
-  }
-  return near / (d.length / 4);
-}"""
+COLOUR_SHARE = colour_share_script("remote")
 
 
 def make_y4m(media, path) -> None:

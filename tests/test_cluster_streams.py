@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from cluster_support import NODE_TIMEOUT_S, T, query, start_nodes, stop_nodes, wait_until
-from streams_support import RtspCamera, Viewer, make_rtsp_clip, require_rtsp_server
+from streams_support import Viewer, clip_camera
 from webrtc_client import LiveClient, SilentTrack
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -24,14 +24,7 @@ TAKEOVER_LIMIT_S = 15.0
 
 @pytest.fixture(scope="module")
 def camera(tmp_path_factory, media):
-    require_rtsp_server()
-    clip = tmp_path_factory.getbasetemp() / "rtsp_clip.mp4"
-    if not clip.exists():
-        make_rtsp_clip(media, clip)
-    cam = RtspCamera(clip)
-    cam.start()
-    yield cam
-    cam.kill()
+    yield from clip_camera(tmp_path_factory, media)
 
 
 async def _first_frame(viewer: Viewer, timeout: float) -> float:

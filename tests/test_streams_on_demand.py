@@ -16,10 +16,8 @@ from server.config import ServerConfig
 from server.streams.config import StreamsConfig
 from server.streams.routes import STREAMS
 from streams_support import (
-    RtspCamera,
     Viewer,
-    make_rtsp_clip,
-    require_rtsp_server,
+    clip_camera,
     start_app,
 )
 
@@ -28,14 +26,7 @@ pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(150)]
 
 @pytest.fixture(scope="module")
 def camera(tmp_path_factory, media):
-    require_rtsp_server()
-    clip = tmp_path_factory.getbasetemp() / "rtsp_clip.mp4"
-    if not clip.exists():
-        make_rtsp_clip(media, clip)
-    cam = RtspCamera(clip)
-    cam.start()
-    yield cam
-    cam.kill()
+    yield from clip_camera(tmp_path_factory, media)
 
 
 def _config(tmp_path, **streams) -> ServerConfig:

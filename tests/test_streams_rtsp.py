@@ -22,10 +22,8 @@ from server.config import ServerConfig
 from server.streams.config import StreamsConfig
 from streams_support import (
     CLIP_DIR,
-    RtspCamera,
     Viewer,
-    make_rtsp_clip,
-    require_rtsp_server,
+    clip_camera,
     start_app,
 )
 
@@ -37,14 +35,7 @@ SECRET = "s3cretPW"
 
 @pytest.fixture(scope="module")
 def camera(tmp_path_factory, media):
-    require_rtsp_server()
-    clip = tmp_path_factory.getbasetemp() / "rtsp_clip.mp4"
-    if not clip.exists():
-        make_rtsp_clip(media, clip)
-    cam = RtspCamera(clip)
-    cam.start()
-    yield cam
-    cam.kill()
+    yield from clip_camera(tmp_path_factory, media)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,13 +13,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from browser_support import CHROMIUM, colour_share_script
 from live_support import load_gt_clip, wait_more_frames
 from server_process import free_port
 from streams_support import start_app
 from webrtc_http_support import WhipPublisher
 
 WEB = Path(__file__).resolve().parent / "web"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 GREEN = (0, 255, 0)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -38,18 +37,7 @@ window.play = async (url) => {
 
 DECODED = "() => document.getElementById('v').getVideoPlaybackQuality().totalVideoFrames"
 
-GREEN_SHARE = """([r, g, b]) => {
-  const v = document.getElementById("v");
-  const c = Object.assign(document.createElement("canvas"), { width: v.videoWidth, height: v.videoHeight });
-  const ctx = c.getContext("2d");
-  ctx.drawImage(v, 0, 0);
-  const d = ctx.getImageData(0, 0, c.width, c.height).data;
-  let near = 0;
-  for (let i = 0; i < d.length; i += 4) {
-    if (Math.abs(d[i] - r) < 40 && Math.abs(d[i + 1] - g) < 40 && Math.abs(d[i + 2] - b) < 40) near++;
-  }
-  return near / (d.length / 4);
-}"""
+GREEN_SHARE = colour_share_script("v")
 
 
 def green_share(rgb: np.ndarray) -> float:

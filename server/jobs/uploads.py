@@ -135,13 +135,7 @@ async def _receive(request: web.Request, targets: Mapping[str, Path], max_bytes:
 
 async def _read_text(part: BodyPartReader, request: web.Request, idle_s: float) -> str:
     data = bytearray()
-    while True:
-        try:
-            chunk = await _within(part.read_chunk(_CHUNK), request, idle_s)
-        except _MALFORMED as exc:
-            raise _malformed(exc) from None
-        if not chunk:
-            break
+    while chunk := await _next_chunk(part, request, idle_s):
         data += chunk
         if len(data) > _MAX_TEXT:
             raise ApiError(400, f"form field '{part.name}' is longer than {_MAX_TEXT} bytes",
@@ -150,6 +144,14 @@ async def _read_text(part: BodyPartReader, request: web.Request, idle_s: float) 
         return data.decode()
     except UnicodeDecodeError:
         raise ApiError(400, f"form field '{part.name}' is not UTF-8 text", code="invalid_parameter") from None
+
+
+async def _next_chunk(part: BodyPartReader, request: web.Request, idle_s: float) -> bytes:
+    """The part's next chunk (empty at its end), within the idle timeout."""
+    try:
+        return await _within(part.read_chunk(_CHUNK), request, idle_s)
+    except _MALFORMED as exc:
+        raise _malformed(exc) from None
 
 
 async def _within(step: Awaitable[T], request: web.Request, idle_s: float) -> T:
@@ -174,14 +176,9 @@ async def _write_part(part: BodyPartReader, target: Path, max_bytes: int, reques
                       idle_s: float) -> int:
     size = 0
     with target.open("wb") as out:
-        while True:
-            try:
-                chunk = await _within(part.read_chunk(_CHUNK), request, idle_s)
-            except _MALFORMED as exc:
-                raise _malformed(exc) from None
-            if not chunk:
-                return size
+        while chunk := await _next_chunk(part, request, idle_s):
             size += len(chunk)
             if size > max_bytes:
                 raise too_large(max_bytes)
             out.write(chunk)
+    return size
