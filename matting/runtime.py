@@ -24,8 +24,10 @@ BACKENDS = ("torch", "onnxruntime", "auto")
 # Batch size for batch_max=0 on a GPU: on an H100, 16 streams of 720p30 batched held
 # p95 32 ms where unbatched they fell behind (bench/README.md)
 GPU_BATCH_MAX = 16
-# What ONNX Runtime runs for precision=auto on a CPU (bench/README.md, issue 14).
-CPU_AUTO_PRECISION = "fp32"
+# What ONNX Runtime runs for precision=auto on a CPU: int8 RVM holds the quality bar
+# (tests/test_int8.py) and, on a quiet 2-core machine, took a browser session from 10 to
+# 13.5 fps and p95 217 to 167 ms camera to screen (bench/README.md, issues 10 and 14).
+CPU_AUTO_PRECISION = "int8"
 
 
 def resolve_backend(backend: str, choice: DeviceChoice) -> str:
