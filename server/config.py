@@ -19,7 +19,7 @@ from server.webrtc_http.config import WebRtcHttpConfig
 class ModelConfig:
     device: str = setting("auto", "ABRAR_DEVICE", "torch device: auto, cpu, cuda or cuda:N")
     precision: str = setting("auto", "ABRAR_PRECISION",
-                             "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 (CUDA) or int8 (CPU, ONNX Runtime: "
+                             "auto (fp16 on CUDA, int8 RVM on CPU), fp32, fp16 (CUDA) or int8 (CPU, ONNX Runtime: "
                              "quantised RVM, calibrated once per checkpoint at first load and cached in "
                              "ABRAR_CACHE_DIR/onnx; RMBG stays fp32)",
                              choices=("auto", "fp32", "fp16", "int8"))
