@@ -104,6 +104,24 @@ def clip_camera(tmp_path_factory, media: Path) -> Iterator[RtspCamera]:
     cam.kill()
 
 
+class StreamApi:
+    """One stream's state through the HTTP API, and predicates on it for ``wait_for``."""
+
+    def __init__(self, http, base, sid):
+        self.http, self.base, self.sid = http, base, sid
+
+    async def state(self) -> dict:
+        async with self.http.get(f"{self.base}/streams/{self.sid}") as resp:
+            assert resp.status == 200
+            return await resp.json()
+
+    def until(self, check):
+        async def predicate():
+            s = await self.state()
+            return s if check(s) else None
+        return predicate
+
+
 async def start_app(config, runtime) -> tuple[TestServer, aiohttp.ClientSession, str]:
     from server.app import create_app
 

@@ -16,6 +16,7 @@ from server.config import ServerConfig
 from server.streams.config import StreamsConfig
 from server.streams.routes import STREAMS
 from streams_support import (
+    StreamApi,
     Viewer,
     clip_camera,
     start_app,
@@ -34,22 +35,6 @@ def _config(tmp_path, **streams) -> ServerConfig:
                         streams=StreamsConfig(read_timeout_s=3, persist=False, **streams))
 
 
-class _Api:
-    def __init__(self, http, base, sid):
-        self.http, self.base, self.sid = http, base, sid
-
-    async def state(self) -> dict:
-        async with self.http.get(f"{self.base}/streams/{self.sid}") as resp:
-            assert resp.status == 200
-            return await resp.json()
-
-    def until(self, check):
-        async def predicate():
-            s = await self.state()
-            return s if check(s) else None
-        return predicate
-
-
 async def test_stream_mattes_only_while_watched(camera, runtime, tmp_path):
     runtime.video_model()  # loaded up front: the resume bound is about scheduling, not a cold model
     server, http, base = await start_app(_config(tmp_path), runtime)
@@ -58,7 +43,7 @@ async def test_stream_mattes_only_while_watched(camera, runtime, tmp_path):
         async with http.post(f"{base}/streams", json={"url": camera.url, "background": "green"}) as resp:
             created = await resp.json()
             assert resp.status == 201, created
-        api = _Api(http, base, created["id"])
+        api = StreamApi(http, base, created["id"])
         pipeline = server.app[STREAMS].get(created["id"]).pipeline
         matted: list[float] = []  # when each frame entered the network
         original = pipeline.process
@@ -103,7 +88,7 @@ async def test_always_mode_mattes_without_viewers(camera, runtime, tmp_path):
     try:
         async with http.post(f"{base}/streams", json={"url": camera.url}) as resp:
             created = await resp.json()
-        api = _Api(http, base, created["id"])
+        api = StreamApi(http, base, created["id"])
         state = await wait_for(api.until(lambda s: s["frames_out"] >= 5), 60, what="5 matted frames")
         assert state["viewers"] == 0 and state["matting"] is True and state["frames_idle"] == 0
     finally:
@@ -118,7 +103,7 @@ async def test_recording_rotates_by_duration(camera, runtime, tmp_path):
         async with http.post(f"{base}/streams", json={"url": camera.url, "record": True}) as resp:
             created = await resp.json()
             assert resp.status == 201, created
-        api = _Api(http, base, created["id"])
+        api = StreamApi(http, base, created["id"])
         await wait_for(api.until(lambda s: len(s["recordings"]) >= 3), 60, interval=0.25,
                        what="three finished segments")
         async with http.delete(f"{base}/streams/{created['id']}") as resp:

@@ -23,6 +23,7 @@ from server.streams.routes import STREAMS
 from streams_support import (
     CLIP_DIR,
     RtspCamera,
+    StreamApi,
     make_rtsp_clip,
     require_rtsp_server,
     start_app,
@@ -64,22 +65,6 @@ def _audio_rms(path) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2)))
 
 
-class _Api:
-    def __init__(self, http, base, sid):
-        self.http, self.base, self.sid = http, base, sid
-
-    async def state(self) -> dict:
-        async with self.http.get(f"{self.base}/streams/{self.sid}") as resp:
-            assert resp.status == 200
-            return await resp.json()
-
-    def until(self, check):
-        async def predicate():
-            s = await self.state()
-            return s if check(s) else None
-        return predicate
-
-
 async def test_camera_killed_and_restarted_mid_stream(camera, runtime, media, tmp_path):
     server, http, base = await start_app(_config(tmp_path), runtime)
     try:
@@ -87,7 +72,7 @@ async def test_camera_killed_and_restarted_mid_stream(camera, runtime, media, tm
                                                       "record": True}) as resp:
             created = await resp.json()
             assert resp.status == 201, created
-        api = _Api(http, base, created["id"])
+        api = StreamApi(http, base, created["id"])
         pipeline = server.app[STREAMS].get(created["id"]).pipeline
         resets = []
         original_reset = pipeline.reset
@@ -160,7 +145,7 @@ async def test_camera_stalls_then_hangs(camera, runtime, tmp_path):
     try:
         async with http.post(f"{base}/streams", json={"url": camera.url}) as resp:
             created = await resp.json()
-        api = _Api(http, base, created["id"])
+        api = StreamApi(http, base, created["id"])
         await wait_for(api.until(lambda s: s["frames_in"] >= 30), 30, what="frames")
 
         camera.proc.send_signal(signal.SIGSTOP)
@@ -194,7 +179,7 @@ async def test_streams_are_recreated_when_the_server_restarts(camera, runtime, t
         async with http.post(f"{base}/streams", json={"url": url, "background": "blur:5"}) as resp:
             created = await resp.json()
             assert resp.status == 201
-        api = _Api(http, base, created["id"])
+        api = StreamApi(http, base, created["id"])
         await wait_for(api.until(lambda s: s["state"] == "live"), 30, what="the stream to go live")
     finally:
         await http.close()
@@ -209,7 +194,7 @@ async def test_streams_are_recreated_when_the_server_restarts(camera, runtime, t
         assert [(s["id"], s["url"], s["background"]) for s in listed] == \
             [(created["id"], created["url"], "blur:5")]
         assert "pw123" not in created["url"]
-        api = _Api(http, base, created["id"])
+        api = StreamApi(http, base, created["id"])
         await wait_for(api.until(lambda s: s["state"] == "live" and s["frames_in"] > 0), 30,
                        what="the restored stream to go live")
         async with http.delete(f"{base}/streams/{created['id']}") as resp:
