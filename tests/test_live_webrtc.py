@@ -12,7 +12,17 @@ import pytest
 from PIL import Image
 
 from conftest import load_alpha, load_rgb
-from live_support import colour_share, expected, first_index, live_server, load_gt_clip, percentile, regions, wait_for
+from live_support import (
+    colour_share,
+    expected,
+    first_index,
+    live_api_fuzzer,
+    live_server,
+    load_gt_clip,
+    percentile,
+    regions,
+    wait_for,
+)
 from matting.metrics import mad
 from webrtc_client import ClipTrack, LiveClient, SilentTrack, ToneTrack, round_trip_ms
 
@@ -277,31 +287,14 @@ BODY_OPERATIONS = ("/offer", "/sessions/{id}/background", "/sessions/{id}/record
 
 async def test_fuzzed_requests_get_4xx_not_5xx_and_match_the_spec(runtime, tmp_path):
     """Schemathesis, from the served spec, against random and one real session."""
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from schemathesis import GenerationMode, checks
+    from schemathesis import GenerationMode
 
     # Admission is not under test here (test_live_admission): a target rate any machine
     # keeps leaves room for every fuzzed offer beside the real session.
     async with live_server(runtime, tmp_path, target_fps=0.01) as (_, url), aiohttp.ClientSession() as http:
         client = LiveClient(url, SilentTrack())
         sid = await client.connect(http)
-        async with http.get(f"{url}/openapi.json") as resp:
-            schema = schemathesis.openapi.from_dict(await resp.json())
-        schema.config.update(base_url=url)
-
-        def fuzz(method, path, mode, **fixed):
-            @given(case=schema[path][method].as_strategy(generation_mode=mode, **fixed))
-            @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-            def run(case):
-                response = case.call(timeout=30)
-                assert response.status_code < 500, (case.as_curl_command(), response.status_code, response.text)
-                if mode == GenerationMode.POSITIVE:
-                    # SDP and background specs have rules a schema cannot state, so a
-                    # schema-valid body may still be refused (with a documented 4xx).
-                    case.validate_response(response, excluded_checks=[checks.positive_data_acceptance])
-
-            run()
+        fuzz = await live_api_fuzzer(http, url)
 
         for method, path in LIVE_OPERATIONS:
             await asyncio.to_thread(fuzz, method, path, GenerationMode.POSITIVE)

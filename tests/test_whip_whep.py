@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from live_support import colour_share, load_gt_clip, regions, wait_for, wait_more_frames
+from live_support import colour_share, live_api_fuzzer, load_gt_clip, regions, wait_for, wait_more_frames
 from streams_support import start_app
 from webrtc_http_support import SDP, Refused, WhepViewer, WhipPublisher, nearest_index, post_offer
 
@@ -152,8 +152,7 @@ async def test_whip_and_whep_edge_cases_answer_as_the_rfc_says(runtime, media, t
 async def test_fuzzed_whip_whep_requests_get_4xx_not_5xx_and_match_the_spec(runtime, tmp_path):
     """Schemathesis from the served spec against the WHIP/WHEP endpoints and a real WHIP session."""
     import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from schemathesis import GenerationMode, checks
+    from schemathesis import GenerationMode
 
     from webrtc_client import SilentTrack
 
@@ -163,20 +162,7 @@ async def test_fuzzed_whip_whep_requests_get_4xx_not_5xx_and_match_the_spec(runt
     publisher.track = SilentTrack()
     try:
         session_id = await publisher.publish(http)
-        async with http.get(f"{base}/openapi.json") as resp:
-            schema = schemathesis.openapi.from_dict(await resp.json())
-        schema.config.update(base_url=base)
-
-        def fuzz(method, path, mode, **fixed):
-            @given(case=schema[path][method].as_strategy(generation_mode=mode, **fixed))
-            @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-            def run(case):
-                response = case.call(timeout=30)
-                assert response.status_code < 500, (case.as_curl_command(), response.status_code, response.text)
-                if mode == GenerationMode.POSITIVE:  # random text is no SDP offer: a documented 4xx
-                    case.validate_response(response, excluded_checks=[checks.positive_data_acceptance])
-
-            run()
+        fuzz = await live_api_fuzzer(http, base)
 
         # Positive only: the bodies are free text and the parameters strings, so nothing is
         # schema-invalid to make; the explicit edge cases are tested above.
