@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_levers import load_frames  # bench/ is on sys.path when a bench script runs
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ABRAR_SHARED_DIR", REPO.parent / "shared"))
 VIDEO = SHARED / "media/video/pixabay_thoughtful_35590_8s_640x360.mp4"
@@ -55,19 +57,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # -- child: one model in one precision ---------------------------------------------------------
-
-def load_frames(path: Path, size: tuple[int, int], count: int | None = None):
-    import av
-    import cv2
-
-    with av.open(str(path)) as container:
-        frames = []
-        for frame in container.decode(video=0):
-            frames.append(cv2.resize(frame.to_ndarray(format="rgb24"), size, interpolation=cv2.INTER_LINEAR))
-            if count and len(frames) == count:
-                break
-    return frames
-
 
 def official_stepper(args):
     """``step(rgb) -> alpha`` through the official MattingNetwork, state carried, the same
