@@ -1,7 +1,8 @@
 """fp32 against int8 (ABRAR_PRECISION=int8) for RVM and RMBG in ONNX Runtime on the CPU,
 and against RVM's official PyTorch code when ``--official`` names a checkout of it.
-RMBG's int8 is the bench's own experiment (encoder in int8): the server keeps RMBG in
-float32 because no int8 recipe held the quality bar.
+RMBG's int8 is the bench's own experiment (encoder in int8): the server runs RMBG in
+float32 because no int8 recipe held the quality bar, or in bfloat16 where the CPU has AMX
+(the ``bf16`` row, added on such CPUs).
 
 Per model and precision: ms per frame (RVM: ``VideoMattingSession.process`` on the real
 clip at 640x480, ratio 0.5; RMBG: ``cutout_alpha`` on a 1280x853 photo) p50 / p95, peak
@@ -185,10 +186,16 @@ def child_rmbg(case: str, args) -> dict:
     path = weights.resolve("rmbg", download=False)
     cache = OnnxCache(path)
     net = load_rmbg(path, device="cpu", dtype=torch.float32)
-    onnx_model = rmbg_int8(net, cache) if case == "int8" else None
-    model = OnnxRMBG(net, threads=args.threads, cache=cache, model=onnx_model)
-    name = "finest-int8-encoder-bench" if case == "int8" else "finest-fp32"
-    out: dict = {"model_mb": round(cache.path(name).stat().st_size / 1e6, 2)}
+    model: torch.nn.Module
+    if case == "bf16":  # what the server runs where the CPU has AMX: torch, the checkpoint's weights
+        from matting.rmbg.bf16_backend import Bf16RMBG
+
+        model, size = Bf16RMBG(net), path.stat().st_size
+    else:
+        onnx_model = rmbg_int8(net, cache) if case == "int8" else None
+        model = OnnxRMBG(net, threads=args.threads, cache=cache, model=onnx_model)
+        size = cache.path("finest-int8-encoder-bench" if case == "int8" else "finest-fp32").stat().st_size
+    out: dict = {"model_mb": round(size / 1e6, 2)}
     if not args.no_quality:
         mads = {}
         for image in sorted((SHARED / "media/images").iterdir()):
@@ -228,9 +235,13 @@ def main() -> None:
         return
     import numpy as np
 
+    from matting.rmbg.bf16_backend import amx_available
+
     cases = []
     for model in args.models.split(","):
         cases += [(model, "fp32"), (model, "int8")]
+        if model == "rmbg" and amx_available():
+            cases.append((model, "bf16"))
         if model == "rvm" and args.official:
             cases.append((model, "official"))
     loads = [os.getloadavg()[0]]

@@ -15,6 +15,7 @@ from server.capacity import Capacity, default_target_fps
 from server.config import ServerConfig
 from server.context import CONTEXT, AppContext, context
 from server.errors import error_middleware
+from server.live.audio_level import use_numpy_levels
 from server.middleware import auth_middleware, cors_middleware
 from server.warmup import warm_up
 
@@ -102,6 +103,7 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     if config.ice_addresses:
         ice.use_host_addresses(config.ice_addresses.split(","))
     dtls.accept_rsa_peers()
+    use_numpy_levels()
     runtime = runtime or MattingRuntime(config.runtime_config())
     # a batch fills only when that many frames are in flight at once
     workers = config.model.inference_workers or runtime.batch_max

@@ -39,6 +39,17 @@ class BriaRMBG(nn.Module):
         self.side6 = nn.Conv2d(512, out_ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        features = self.features(x)
+        sides = (self.side1, self.side2, self.side3, self.side4, self.side5, self.side6)
+        alphas = [torch.sigmoid(upsample_like(side(f), x)) for side, f in zip(sides, features, strict=False)]
+        return alphas, features
+
+    def finest(self, x: torch.Tensor) -> torch.Tensor:
+        """``alphas[0]`` of :meth:`forward` alone, without the five coarser side outputs."""
+        return torch.sigmoid(upsample_like(self.side1(self.features(x)[0]), x))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The decoder features ``hx1d..hx5d, hx6``."""
         encoders = (self.stage1, self.stage2, self.stage3, self.stage4, self.stage5)
         skips = []
         hx = self.conv_in(x)
@@ -51,6 +62,4 @@ class BriaRMBG(nn.Module):
                                reversed(skips), strict=False):
             hx = stage(torch.cat((upsample_like(hx, skip), skip), 1))
             features.insert(0, hx)
-        sides = (self.side1, self.side2, self.side3, self.side4, self.side5, self.side6)
-        alphas = [torch.sigmoid(upsample_like(side(f), x)) for side, f in zip(sides, features, strict=False)]
-        return alphas, features
+        return features

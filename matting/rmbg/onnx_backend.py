@@ -27,7 +27,7 @@ class _Finest(nn.Module):
         self.net = net
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)[0][0]
+        return self.net.finest(x)
 
 
 def export(net: BriaRMBG) -> bytes:
