@@ -14,6 +14,9 @@ API, for every kind of live producer (sessions, RTSP streams, a WHIP endpoint)::
     capacity.release(key)    # when the stream stops matting (idempotent)
     capacity.report()        # CapacityReport for listings, metrics and the 503 body
 
+A producer that mattes only part of the time (an RTSP stream matted on demand) holds a
+:class:`Share` and takes it while it mattes, gives it back while it idles.
+
 One stream is always admitted when none is: the server stays usable when the target is
 set beyond what the machine can do (its frames then arrive at the rate it can).
 """
@@ -145,6 +148,24 @@ class Capacity:
     def holds(self, key: str) -> bool:
         with self._lock:
             return key in self._admitted
+
+
+@dataclass(frozen=True)
+class Share:
+    """One producer's share of a :class:`Capacity`, under ``key``."""
+    capacity: Capacity
+    key: str
+
+    def take(self, *, force: bool = False) -> None:
+        """Hold the share (a no-op while held); ApiError 503 when the capacity is full."""
+        self.capacity.admit(self.key, force=force)
+
+    def give_back(self) -> None:
+        self.capacity.release(self.key)
+
+    @property
+    def held(self) -> bool:
+        return self.capacity.holds(self.key)
 
 
 def default_target_fps(device_type: str) -> float:

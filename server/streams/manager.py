@@ -10,7 +10,7 @@ from pathlib import Path
 
 from matting.compositing import Background
 from matting.runtime import MattingRuntime
-from server.capacity import Capacity
+from server.capacity import Capacity, Share
 from server.errors import ApiError
 from server.live.backgrounds import parse_client_background
 from server.live.pipeline import LivePipeline
@@ -81,20 +81,24 @@ class StreamManager:
 
     async def create(self, url: object, background_label: str, background: Background, record: bool,
                      *, stream_id: str | None = None, created_at: float | None = None) -> Stream:
-        """A new stream, admitted by live capacity (503 when full). A stream restored at
-        start-up (``stream_id`` given) is taken on even over capacity, not lost."""
+        """A new stream. One that mattes from the start (recording, or ``matte=always``)
+        is admitted by live capacity (503 when full); one matted on demand takes its share
+        when a viewer comes (:meth:`Stream.claim_matting`). A stream restored at start-up
+        (``stream_id`` given) is taken on even over capacity, not lost."""
         source = self.check_url(url)
         if len(self._streams) >= self.config.max_streams:
             raise ApiError(503, f"the server is at its limit of {self.config.max_streams} streams; "
                                 "delete one first", code="too_many_streams")
         spec = StreamSpec(id=stream_id or uuid.uuid4().hex[:12], source=source, background=background_label,
                           record=record, created_at=created_at or time.time())
-        self.capacity.admit(_capacity_key(spec.id), force=stream_id is not None)
+        share = Share(self.capacity, _capacity_key(spec.id))
+        if record or self.config.matte == "always":
+            share.take(force=stream_id is not None)
         pipeline = LivePipeline(self._runtime, self._executor, background, recordings_dir=self._recordings_dir,
                                 name=f"stream-{spec.id}", downsample_ratio=self._downsample_ratio,
                                 matte_budget_ms=self._matte_budget_ms, heavy_executor=self._heavy_executor,
                                 on_cost=self.capacity.observe)
-        stream = Stream(spec, pipeline, self.config)
+        stream = Stream(spec, pipeline, self.config, share)
         self._streams[spec.id] = stream
         stream.start()
         await self._persist()
@@ -107,6 +111,8 @@ class StreamManager:
         self._save()
 
     async def set_record(self, stream: Stream, record: bool) -> None:
+        if record:
+            stream.claim_matting()  # 503 when an idle stream cannot be matted now
         await stream.set_record(record)
         await self._persist()
 

@@ -9,7 +9,9 @@ after a gap.
 By default (``ABRAR_STREAMS_MATTE=on_demand``) a stream that nobody watches and that
 is not recording stays connected and decoded, but its frames skip the network: the
 CPU goes to streams and sessions someone is looking at, and matting resumes at the
-next camera frame once a viewer's offer arrives.
+next camera frame once a viewer's offer arrives. Such a stream holds no share of live
+capacity while idle: a viewer's offer or a recording takes one (503 when the server is
+full), and the first idle frame gives it back.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import av
 from aiortc import RTCPeerConnection
 
+from server.capacity import Share
 from server.live.latest import LatestFrame
 from server.live.pipeline import LivePipeline
 from server.live.recordings import recording_url
@@ -91,8 +94,10 @@ def iso(t: float | None) -> str | None:
 class Stream:
     MAX_GAPS = 20  # the newest ones are kept; counters cover all of them
 
-    def __init__(self, spec: StreamSpec, pipeline: LivePipeline, config: StreamsConfig):
+    def __init__(self, spec: StreamSpec, pipeline: LivePipeline, config: StreamsConfig, share: Share | None = None):
         self.spec = spec
+        # its share of live capacity, held while it mattes (None: not counted, as in tests of the stream alone)
+        self.share = share
         self.pipeline = pipeline
         self.config = config
         self.background = spec.background
@@ -145,6 +150,14 @@ class Stream:
     def matting(self) -> bool:
         """Whether frames go through the network now (viewers count from their offer on)."""
         return self.config.matte == "always" or self.record or bool(self.viewers)
+
+    def claim_matting(self) -> None:
+        """Call before adding what makes an idle stream matte (a viewer, recording): takes
+        its share of live capacity, or raises ApiError 503 when the server is full. An
+        unwatched stream matted on demand holds no share; it gives it back at its next
+        camera frame once nothing needs it."""
+        if self.share is not None and not self.matting:
+            self.share.take()
 
     def start(self) -> None:
         self._task = self._loop.create_task(self._process_frames(), name=f"stream-{self.id}")
@@ -268,6 +281,8 @@ class Stream:
             except StreamClosed:
                 return
             if not self.matting:
+                if self.share is not None:
+                    self.share.give_back()
                 self._idle_frame = frame
                 self._state_stale = True
                 self.frames_idle += 1
@@ -362,6 +377,8 @@ class Stream:
         if self._closing:
             return
         self._closing = True
+        if self.share is not None:
+            self.share.give_back()
         self._ingest.stop()
         self._slot.end(StreamClosed())
         self._end_gap(time.time())

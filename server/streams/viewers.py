@@ -31,6 +31,7 @@ async def add_viewer(stream: Stream, offer: RTCSessionDescription, *, max_viewer
     """Answer ``offer`` for a viewer of ``stream``; see :func:`connect_viewer`."""
     if stream.state == StreamState.STOPPED:
         raise ApiError(404, f"stream {stream.id} was deleted")
+    stream.claim_matting()  # 503 when an idle stream cannot be matted now
     pc = await connect_viewer(stream, offer, max_viewers=max_viewers, connect_timeout_s=connect_timeout_s)
     return pc.localDescription
 
