@@ -98,7 +98,7 @@ def _child_init(config: RuntimeConfig, parent_pid: int) -> None:
 
 def _child_load() -> None:
     _CHILD["runtime"].image_model()
-    _CHILD["runtime"].video_model()
+    _CHILD["runtime"].still_video_model()
 
 
 def _child_still_matte(rgb: np.ndarray, model: str) -> StillMatte:

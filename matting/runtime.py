@@ -15,8 +15,11 @@ from matting.config import RuntimeConfig
 from matting.device import DeviceChoice, select_device
 
 if TYPE_CHECKING:  # annotations only: the modules themselves are imported where first used
+    from pathlib import Path
+
     from matting.batching import FrameBatcher
     from matting.cutout_process import CutoutProcess
+    from matting.rvm.network import MattingNetwork
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class MattingRuntime:
         self._locks = {name: threading.Lock() for name in ("rvm", "rmbg", "batcher")}
         self.onnx_precision = onnx_precision(self.config.precision, self.backend)
         self._rvm: torch.nn.Module | None = None
+        self._still_rvm: torch.nn.Module | None = None
         self._rmbg: torch.nn.Module | None = None
         self._cutout_process: CutoutProcess | None = None
         self._batcher: FrameBatcher | None = None
@@ -110,11 +114,7 @@ class MattingRuntime:
     def video_model(self) -> torch.nn.Module:
         with self._locks["rvm"]:
             if self._rvm is None:
-                from matting.rvm import load_rvm
-
-                path = weights.resolve("rvm", self.config.rvm_weights, download=self.config.download,
-                                       models_dir=self.config.models_dir)
-                net = load_rvm(path, device=self.device, dtype=self.dtype, refiner=self.config.refiner)
+                net, path = self._rvm_network()
                 model: torch.nn.Module = net
                 log.info("RVM backend: %s (configured: %s), ONNX precision %s", self.backend,
                          self.config.backend, self.onnx_precision if self.backend == "onnxruntime" else "-")
@@ -132,6 +132,31 @@ class MattingRuntime:
                     model = CudaGraphMattingNetwork(net)
                 self._rvm = model
             return self._rvm
+
+    def still_video_model(self) -> torch.nn.Module:
+        """RVM for still photos: :meth:`video_model`, but float32 where that is int8. The
+        int8 model is calibrated on video at live sizes; on 640 px stills it lost up to
+        16 MAD on the dev photos (bench/README.md), and a still is not a real-time frame."""
+        if self.backend != "onnxruntime" or self.onnx_precision != "int8":
+            return self.video_model()
+        with self._locks["rvm"]:
+            if self._still_rvm is None:
+                from matting.onnx_cache import OnnxCache
+                from matting.rvm.onnx_backend import OnnxMattingNetwork
+
+                net, path = self._rvm_network()
+                still = OnnxMattingNetwork(net, threads=self.config.threads, precision="fp32", cache=OnnxCache(path))
+                still.prepare()
+                self._still_rvm = still
+            return self._still_rvm
+
+    def _rvm_network(self) -> tuple[MattingNetwork, Path]:
+        """RVM's torch network, loaded from its checkpoint, and the checkpoint's path."""
+        from matting.rvm import load_rvm
+
+        path = weights.resolve("rvm", self.config.rvm_weights, download=self.config.download,
+                               models_dir=self.config.models_dir)
+        return load_rvm(path, device=self.device, dtype=self.dtype, refiner=self.config.refiner), path
 
     def image_model(self) -> torch.nn.Module:
         with self._locks["rmbg"]:
@@ -208,4 +233,4 @@ class MattingRuntime:
         ``auto`` (RVM for people, RMBG otherwise), ``rvm`` or ``rmbg``."""
         from matting.still import cut_out
 
-        return cut_out(rgb, model, rvm=self.video_model, rmbg=self.image_model)
+        return cut_out(rgb, model, rvm=self.still_video_model, rmbg=self.image_model)
