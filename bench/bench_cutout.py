@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     runtime = MattingRuntime(RuntimeConfig(device=args.device, precision=args.precision, backend=args.backend,
                                            threads=args.threads, download=False))
-    rvm_model, rmbg_model = runtime.video_model(), runtime.image_model()
+    rvm_model, rmbg_model = runtime.still_video_model(), runtime.image_model()  # what cut-outs run
     first = _rgb(next(iter(sorted((MEDIA / "images").iterdir()))))
     rvm_still_alpha(rvm_model, first)  # warm-up: ONNX Runtime / CUDA initialise on first use
     cutout_alpha(rmbg_model, first)
