@@ -13,6 +13,7 @@ and peak RSS are per process), round-robin for ``--rounds`` rounds. Prints JSON.
 
     python bench/bench_live.py --seconds 10 --rounds 3
     python bench/bench_live.py --configs ort_0.375 --codec h264
+    python bench/bench_live.py --configs ort_int8_adaptive_45ms --sessions 2   # two sessions, one lane
 """
 from __future__ import annotations
 
@@ -62,6 +63,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch/ORT threads (default: cores)")
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
+    p.add_argument("--lane-workers", type=int, default=1,
+                   help="live-lane threads (the server's ABRAR_INFERENCE_WORKERS; 1 on a CPU by default)")
+    p.add_argument("--sessions", type=int, default=1,
+                   help="concurrent sessions sharing the live lane (figures are the slowest one's)")
     p.add_argument("--background", default="blur", help="as the live page: blur, green, ...")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args()
@@ -105,66 +110,74 @@ async def run_live(config: str, args: argparse.Namespace) -> dict:
     runtime.video_model()
     total_s = args.warmup_seconds + args.seconds
     packets = vp8_packets(total_s + 1)
-    executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
-    pipeline = LivePipeline(runtime, executor, parse_background(args.background),
-                            recordings_dir=Path(tempfile.gettempdir()), name="bench", downsample_ratio=ratio,
-                            matte_budget_ms=budget)
+    # the live lane's threads: one by default, as the server has on a CPU (ABRAR_INFERENCE_WORKERS auto)
+    executor = ThreadPoolExecutor(args.lane_workers, thread_name_prefix="inference")
     loop = asyncio.get_running_loop()
-    slot: LatestFrame = LatestFrame()
-    dropped = [0]
     stop = threading.Event()
-
-    def receive() -> None:  # aiortc decodes in its own thread as packets arrive
-        decoder = av.CodecContext.create("vp8", "r")
-        start = time.monotonic()
-        for i, data in enumerate(packets):
-            due = start + i / SOURCE_FPS
-            if stop.is_set():
-                return
-            time.sleep(max(0.0, due - time.monotonic()))
-            arrived = time.monotonic()
-            for frame in decoder.decode(av.Packet(data)):
-                frame.pts, frame.time_base = i * 3000, Fraction(1, 90000)
-                loop.call_soon_threadsafe(deliver, frame, arrived)
-        loop.call_soon_threadsafe(slot.end, EOFError())
-
-    def deliver(frame, arrived: float) -> None:
-        dropped[0] += slot.put((frame, arrived))
-
-    encoder = H264Encoder() if args.codec == "h264" else Vp8Encoder()
-    receiver = threading.Thread(target=receive, daemon=True)
     cpu_start = time.process_time()
-    receiver.start()
     started = time.monotonic()
-    latencies, outputs, ratios = [], [], []
-    try:
-        while True:
-            (frame, arrived), _ = await slot.get()
-            out = await pipeline.process(frame, received_at=arrived)
-            await loop.run_in_executor(None, encoder.encode, out)
-            done = time.monotonic()
-            if done - started >= args.warmup_seconds:
-                latencies.append((done - arrived) * 1e3)
-                outputs.append(done)
-                ratios.append(pipeline._session.ratio_for(frame.height, frame.width))  # read-only peek
-            if done - started >= total_s:
-                break
-    except EOFError:
-        pass
-    stop.set()
+
+    async def session(k: int) -> dict:
+        pipeline = LivePipeline(runtime, executor, parse_background(args.background),
+                                recordings_dir=Path(tempfile.gettempdir()), name=f"bench-{k}",
+                                downsample_ratio=ratio, matte_budget_ms=budget)
+        slot: LatestFrame = LatestFrame()
+        dropped = [0]
+
+        def receive() -> None:  # aiortc decodes in its own thread as packets arrive
+            decoder = av.CodecContext.create("vp8", "r")
+            start = time.monotonic() + k / (SOURCE_FPS * args.sessions)  # cameras not in step
+            for i, data in enumerate(packets):
+                due = start + i / SOURCE_FPS
+                if stop.is_set():
+                    return
+                time.sleep(max(0.0, due - time.monotonic()))
+                arrived = time.monotonic()
+                for frame in decoder.decode(av.Packet(data)):
+                    frame.pts, frame.time_base = i * 3000, Fraction(1, 90000)
+                    loop.call_soon_threadsafe(deliver, frame, arrived)
+            loop.call_soon_threadsafe(slot.end, EOFError())
+
+        def deliver(frame, arrived: float) -> None:
+            dropped[0] += slot.put((frame, arrived))
+
+        encoder = H264Encoder() if args.codec == "h264" else Vp8Encoder()
+        receiver = threading.Thread(target=receive, daemon=True)
+        receiver.start()
+        latencies, outputs, ratios = [], [], []
+        try:
+            while True:
+                (frame, arrived), _ = await slot.get()
+                out = await pipeline.process(frame, received_at=arrived)
+                await loop.run_in_executor(None, encoder.encode, out)
+                done = time.monotonic()
+                if done - started >= args.warmup_seconds:
+                    latencies.append((done - arrived) * 1e3)
+                    outputs.append(done)
+                    ratios.append(pipeline._session.ratio_for(frame.height, frame.width))  # read-only peek
+                if done - started >= total_s:
+                    break
+        except EOFError:
+            pass
+        stop.set()
+        receiver.join(timeout=5)
+        lat = np.asarray(latencies)
+        span = outputs[-1] - outputs[0] if len(outputs) > 1 else float("nan")
+        return {"fps": round((len(outputs) - 1) / span, 2), "ratios_used": sorted(set(ratios)),
+                "added_latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1),
+                                     "p95": round(float(np.percentile(lat, 95)), 1),
+                                     "max": round(float(lat.max()), 1)},
+                "frames_out": len(outputs), "frames_dropped_total": dropped[0]}
+
+    sessions = await asyncio.gather(*(session(k) for k in range(args.sessions)))
     cpu_s = time.process_time() - cpu_start
-    receiver.join(timeout=5)
     executor.shutdown()
-    lat = np.asarray(latencies)
-    span = outputs[-1] - outputs[0] if len(outputs) > 1 else float("nan")
+    slowest = min(sessions, key=lambda r: r["fps"])
     return {
         "config": config, "backend": runtime.backend, "precision": runtime.onnx_precision,
-        "downsample_ratio": ratio, "adaptive_budget_ms": budget, "ratios_used": sorted(set(ratios)),
-        "fps": round((len(outputs) - 1) / span, 2),
-        "added_latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1),
-                             "p95": round(float(np.percentile(lat, 95)), 1),
-                             "max": round(float(lat.max()), 1)},
-        "frames_out": len(outputs), "frames_dropped_total": dropped[0],
+        "downsample_ratio": ratio, "adaptive_budget_ms": budget, "sessions": args.sessions,
+        **{k: slowest[k] for k in ("fps", "ratios_used", "added_latency_ms", "frames_out", "frames_dropped_total")},
+        "per_session": sessions if args.sessions > 1 else None,
         "cpu_cores_busy": round(cpu_s / (time.monotonic() - started), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
@@ -182,7 +195,8 @@ def main() -> None:
     load = [os.getloadavg()[0]]
     runs: dict[str, list[dict]] = {c: [] for c in configs}
     passthrough = ["--seconds", str(args.seconds), "--warmup-seconds", str(args.warmup_seconds),
-                   "--codec", args.codec, "--background", args.background]
+                   "--codec", args.codec, "--background", args.background, "--sessions", str(args.sessions),
+                   "--lane-workers", str(args.lane_workers)]
     if args.threads:
         passthrough += ["--threads", str(args.threads)]
     for r in range(args.rounds):
