@@ -163,10 +163,6 @@ class Share:
     def give_back(self) -> None:
         self.capacity.release(self.key)
 
-    @property
-    def held(self) -> bool:
-        return self.capacity.holds(self.key)
-
 
 def default_target_fps(device_type: str) -> float:
     return GPU_TARGET_FPS if device_type == "cuda" else CPU_TARGET_FPS

@@ -1,8 +1,8 @@
 """RMBG-1.4 in bfloat16 on CPUs with AMX (Intel Sapphire Rapids and later).
 
-On such a CPU oneDNN runs bfloat16 convolutions on the AMX tile unit: on the 2-core dev
-machine a 1024x1024 cut-out took 0.6-0.9 s instead of 1.2-1.5 s in ONNX Runtime float32
-with 2 threads, and 0.9 s instead of 2.3 s with one, for alphas within 0.2-2.3 x1e-3
+On such a CPU oneDNN runs bfloat16 convolutions on the AMX tile unit: on a 2-vCPU VM a
+1024x1024 cut-out took 0.86 s instead of 1.70 s in ONNX Runtime float32 with 2 threads
+(interleaved), and 0.84 s instead of 2.3 s with one, for alphas within 0.2-2.3 x1e-3
 mean difference and MAD no worse on any dev photo (bench/README.md, issue 14). Where the
 CPU has no AMX, bfloat16 is emulated and slower than float32, so
 :func:`matting.runtime.rmbg_precision` only picks this where :func:`amx_available`.

@@ -1,10 +1,11 @@
 """RFC 6465 audio levels for aiortc's audio senders, in numpy.
 
 aiortc's sender computes the level of every audio frame it sends (the ssrc-audio-level
-header extension) in a Python loop over the samples: one 48 kHz stereo track sent back
-to a browser took 8-9 % of a core on the 2-core machine (py-spy, issue 10), time that the
-live lane needs for video. This is the same sum of squares, over the same bytes, with
-the same rounding, in numpy.
+header extension) in a Python loop over the samples: 294 us per 20 ms stereo frame on
+the 2-core machine, 1.5 % of a core per session that sends audio back, and 8-9 % in py-spy
+samples of a browser session competing for the cores (issue 10): time the live lane needs
+for video. This is the same sum of squares, over the same bytes, with the same rounding,
+in numpy (8.7 us).
 """
 from __future__ import annotations
 
