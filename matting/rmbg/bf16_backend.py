@@ -22,9 +22,12 @@ from matting.rmbg.isnet import BriaRMBG
 
 
 def amx_available() -> bool:
-    """Whether this CPU has AMX tiles that torch can use (False on torch builds that cannot tell)."""
-    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(check and check())
+    """Whether this CPU has AMX tiles and the kernel lets this process use them (Linux
+    grants them on request, from 5.16): without the grant oneDNN falls back to slower
+    kernels. False on torch builds that cannot tell."""
+    has_tiles = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    request = getattr(torch._C._cpu, "_init_amx", None)
+    return bool(has_tiles and has_tiles() and request and request())
 
 
 class Bf16RMBG(nn.Module):
