@@ -23,6 +23,9 @@ class Fanout:
     def watched(self) -> bool:
         return bool(self.viewers)
 
+    def claim_matting(self) -> None:
+        """Nothing to claim: the session mattes (and holds its share) whether watched or not."""
+
     async def close(self) -> None:
         for pc in list(self.viewers):
             await pc.close()

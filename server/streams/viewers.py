@@ -25,13 +25,15 @@ class Watchable(Protocol):
     @property
     def id(self) -> str: ...
 
+    def claim_matting(self) -> None:
+        """Before a viewer is added: take what matting for it needs (ApiError 503 when full)."""
+
 
 async def add_viewer(stream: Stream, offer: RTCSessionDescription, *, max_viewers: int,
                      connect_timeout_s: float) -> RTCSessionDescription:
     """Answer ``offer`` for a viewer of ``stream``; see :func:`connect_viewer`."""
     if stream.state == StreamState.STOPPED:
         raise ApiError(404, f"stream {stream.id} was deleted")
-    stream.claim_matting()  # 503 when an idle stream cannot be matted now
     pc = await connect_viewer(stream, offer, max_viewers=max_viewers, connect_timeout_s=connect_timeout_s)
     return pc.localDescription
 
@@ -45,6 +47,7 @@ async def connect_viewer(source: Watchable, offer: RTCSessionDescription, *, max
     """
     if len(source.viewers) >= max_viewers:
         raise ApiError(503, f"{source.id} has its limit of {max_viewers} viewers", code="too_many_viewers")
+    source.claim_matting()  # an idle stream takes its share of live capacity, or 503
     # Host candidates only: the server must not reach out to STUN/TURN servers.
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     source.viewers.add(pc)  # counted before any await, so the limit holds under races

@@ -15,7 +15,7 @@ from aiortc import RTCPeerConnection
 from server.errors import ApiError
 from server.live.routes import LIVE
 from server.streams.routes import STREAMS
-from server.streams.stream import Stream, StreamState
+from server.streams.stream import StreamState
 from server.streams.viewers import Watchable, connect_viewer
 from server.webrtc_http.signalling import (
     created,
@@ -73,8 +73,6 @@ async def watch(request: web.Request) -> web.Response:
     source, max_viewers, connect_timeout_s = _source(request, source_id)  # 404 before reading the body
     offer = await sdp_offer_body(request)
     try:
-        if isinstance(source, Stream):
-            source.claim_matting()  # 503 when an idle stream cannot be matted now
         pc = await connect_viewer(source, offer, max_viewers=max_viewers, connect_timeout_s=connect_timeout_s)
     except ApiError as exc:
         raise with_retry_after(exc) from None
