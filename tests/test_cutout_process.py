@@ -34,6 +34,8 @@ def test_cutout_process_answers_fails_clearly_when_killed_and_restarts(media):
         assert float(np.abs(alpha - gt).mean()) < 0.1, "not a cut-out of the person"
         (child,) = spawned_children() - before
         assert os.getpriority(os.PRIO_PROCESS, child) >= 10, "the cut-out process runs at normal priority"
+        policies = {int(tid): os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{child}/task")}
+        assert set(policies.values()) == {os.SCHED_IDLE}, f"threads outside the idle class: {policies}"
         os.kill(child, signal.SIGKILL)
         with pytest.raises(CutoutProcessDied, match="restarts on the next request"):
             process.still_matte(rgb, "rmbg")
