@@ -17,6 +17,7 @@ from server.context import CONTEXT, AppContext, context
 from server.errors import error_middleware
 from server.live.audio_level import use_numpy_levels
 from server.middleware import auth_middleware, cors_middleware
+from server.rtp_receivers import no_start_after_stop
 from server.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     if config.ice_addresses:
         ice.use_host_addresses(config.ice_addresses.split(","))
     dtls.accept_rsa_peers()
+    no_start_after_stop()
     use_numpy_levels()
     runtime = runtime or MattingRuntime(config.runtime_config())
     # a batch fills only when that many frames are in flight at once
