@@ -98,7 +98,7 @@ def rvm_stepper(precision: str, threads: int | None):
     from matting import weights
     from matting.onnx_cache import OnnxCache
     from matting.rvm import load_rvm
-    from matting.rvm.onnx_backend import OnnxMattingNetwork
+    from matting.rvm.onnx_backend import OnnxMattingNetwork, graph_for
     from matting.session import VideoMattingSession
 
     path = weights.resolve("rvm", download=False)
@@ -109,7 +109,8 @@ def rvm_stepper(precision: str, threads: int | None):
     def make():
         session = VideoMattingSession(model, downsample_ratio=RATIO)
         return lambda rgb: session.process(rgb).alpha
-    return make, model.cache.path(f"refined-{model.refiner_name}-{precision}").stat().st_size
+    graph = graph_for(RATIO, int(SIZE[1] * RATIO), int(SIZE[0] * RATIO))
+    return make, model.cache.path(f"{graph}-{model.refiner_name}-{precision}").stat().st_size
 
 
 def child_rvm(case: str, args) -> dict:

@@ -111,7 +111,7 @@ def main() -> None:
     from matting.onnx_cache import OnnxCache
     from matting.onnx_runtime import ort_session
     from matting.rvm import load_rvm
-    from matting.rvm.onnx_backend import OnnxMattingNetwork
+    from matting.rvm.onnx_backend import OnnxMattingNetwork, graph_for
 
     args = parse_args()
     cores = os.cpu_count() or 1
@@ -122,7 +122,7 @@ def main() -> None:
     report: dict = {"cpu_count": cores, "size": f"{SIZE[0]}x{SIZE[1]}", "ratio": RATIO, "single_stream": [],
                     "streams": []}
     for precision in args.precisions.split(","):
-        model = net.model("refined", precision)
+        model = net.model(graph_for(RATIO, int(SIZE[1] * RATIO), int(SIZE[0] * RATIO)), precision)
         streams = {name: Stream(ort_session(model, cores, **kw), feeds) for name, kw in OPTIONS.items()}
         times: dict[str, list[float]] = {name: [] for name in OPTIONS}
         for s in streams.values():

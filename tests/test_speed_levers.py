@@ -5,6 +5,7 @@ from __future__ import annotations
 import av
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ from matting.config import RuntimeConfig
 from matting.device import DeviceChoice
 from matting.runtime import MattingRuntime, resolve_backend
 from matting.rvm import load_rvm
-from matting.rvm.onnx_backend import OnnxMattingNetwork, export, state_shapes
+from matting.rvm.onnx_backend import GRAPHS, OnnxMattingNetwork, export, graph_for, state_shapes
 from matting.session import VideoMattingSession
 from matting.speed import (
     AdaptiveRatio,
@@ -71,15 +72,26 @@ def test_onnx_backend_matches_torch_on_real_video(net, onnx_net, clip, ratio):
 
 
 def test_onnx_backend_takes_any_size_and_batch(net, onnx_net):
-    """One exported graph for every frame size (odd ones too) and batch size."""
+    """Every frame size (odd ones too) and batch size, through the general graphs and
+    their aligned twins."""
     torch.manual_seed(0)
-    for shape, ratio in (((1, 3, 101, 67), 1.0), ((2, 3, 90, 123), 0.5)):
+    for shape, ratio in (((1, 3, 101, 67), 1.0), ((2, 3, 90, 123), 0.5), ((1, 3, 96, 64), 1.0),
+                         ((2, 3, 96, 160), 0.5)):
         src = torch.rand(shape)
         with torch.inference_mode():
             expected = net(src, downsample_ratio=ratio)
             got = onnx_net(src, downsample_ratio=ratio)
         assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
         assert max(float((g - e).abs().max()) for g, e in zip(got, expected, strict=False)) < 1e-3
+
+
+def test_aligned_graphs_have_no_crops_and_run_only_where_none_is_needed(net):
+    assert [graph_for(r, h, w) for r, h, w in ((1, 288, 512), (1, 180, 320), (0.5, 240, 320), (0.5, 180, 240))] \
+        == ["plain16", "plain", "refined16", "refined"]
+    slices = {graph: sum(n.op_type == "Slice" for n in onnx.load_from_string(export(net, graph)).graph.node)
+              for graph in GRAPHS}
+    # the four upsampling crops, in height and width, only in the general graphs
+    assert slices["plain"] - slices["plain16"] == slices["refined"] - slices["refined16"] == 8, slices
 
 
 def test_state_shapes_match_the_network(net):
@@ -94,7 +106,7 @@ def test_export_leaves_the_shared_network_untouched(clip):
     its BatchNorm statistics unchanged (a regression here corrupts every later frame)."""
     model = load_rvm(weights.resolve("rvm", download=False), device="cpu", dtype=torch.float32)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    for graph in ("plain", "refined"):
+    for graph in GRAPHS:
         assert export(model, graph)
     assert not any(m.training for m in model.modules())
     src = torch.from_numpy(clip[0][0][:96, :128].copy()).permute(2, 0, 1)[None].float() / 255

@@ -12,9 +12,13 @@ def conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
 
 
 def upsample_to(x: Tensor, like: Tensor) -> Tensor:
-    """2x bilinear upsampling, cropped to ``like`` (odd sizes round up on the way down)."""
+    """2x bilinear upsampling, cropped to ``like`` (odd sizes round up on the way down).
+    Only where the sizes differ: an ONNX graph traced on sizes that need no crop has none
+    (ONNX Runtime copies even a no-op crop, 4 ms a frame at 320x240)."""
     x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-    return x[:, :, : like.shape[2], : like.shape[3]]
+    if x.shape[2] != like.shape[2] or x.shape[3] != like.shape[3]:
+        x = x[:, :, : like.shape[2], : like.shape[3]]
+    return x
 
 
 class ConvGRU(nn.Module):

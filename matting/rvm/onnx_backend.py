@@ -5,8 +5,12 @@ The network is exported with the frame size, batch size and network input size a
 dynamic dimensions, and the downsampled frame as an input (computed by PyTorch), so one
 graph serves every size and downsample ratio. Two graphs, each exported on first use:
 ``refined`` (encoder, decoder and the refiner, for ratios below 1) and ``plain`` (ratio 1,
-no refiner). Exporting takes a second or two; with a cache (:class:`OnnxCache`) each
-graph is exported once per checkpoint.
+no refiner). Each has a twin for network inputs whose sides are multiples of 16
+(``refined16``, ``plain16``: 640x480 at ratio 0.5, for one): there the decoder's
+upsampled maps need no crop to their skip connections' sizes, and the twin has none,
+where ONNX Runtime would copy each map once per crop (4-5 ms of a 640x480 frame).
+Exporting takes a second or two; with a cache (:class:`OnnxCache`) each graph is exported
+once per checkpoint.
 
 ``precision="int8"``: the graphs' convolutions in static int8 (:mod:`matting.quantize`),
 calibrated on a bundled person clip with the recurrent state carried, except the first
@@ -30,8 +34,9 @@ STATE_NAMES = ("r1", "r2", "r3", "r4")
 # GRU channels and stride (relative to the network input) of r1..r4.
 STATE_LAYOUT = ((16, 2), (20, 4), (40, 8), (64, 16))
 PRECISIONS = ("fp32", "int8")
-# Calibration: the clip (640x360) at ratio 0.5 for the refined graph (a 320x180 network
-# input, as live 640x480 sessions run); halved and at ratio 1 for the plain graph.
+# Calibration: the clip (640x360) at ratio 0.5 for the refined graphs (a 320x180 network
+# input, as live 640x480 sessions run; 320x176 for the aligned twin); halved and at
+# ratio 1 for the plain graphs.
 CALIBRATION_RATIO = 0.5
 
 
@@ -62,16 +67,30 @@ class _Plain(nn.Module):
         return (*self.net.finish(src, src, hid, 1.0), *state)
 
 
-GRAPHS = {"refined": _Refined, "plain": _Plain}
+GRAPHS = {"refined": _Refined, "plain": _Plain, "refined16": _Refined, "plain16": _Plain}
+# The decoder's four stride-2 stages: sides that are multiples of this halve evenly.
+ALIGN = 16
+
+
+def graph_for(downsample_ratio: float, height: int, width: int) -> str:
+    """The graph for a network input of ``height`` x ``width`` at ``downsample_ratio``."""
+    graph = "plain" if downsample_ratio == 1 else "refined"
+    return f"{graph}16" if height % ALIGN == 0 and width % ALIGN == 0 else graph
 
 
 def export(net: MattingNetwork, graph: str, opset: int = OPSET) -> bytes:
-    """The ONNX bytes of ``graph`` (``refined`` or ``plain``), float32, with dynamic batch
-    and spatial dimensions."""
+    """The ONNX bytes of ``graph`` (one of GRAPHS), float32, with dynamic batch and
+    spatial dimensions."""
     net = net.float().cpu().eval()
-    src = torch.rand(1, 3, 96, 128)
+    refined = graph.startswith("refined")
+    # The crops are traced where the example needs them: a general graph's example needs
+    # one at every stage (sides of 16k + 1 round up at each), an aligned one's at none.
+    if graph.endswith("16"):
+        src = torch.rand(1, 3, 96, 128)
+    else:
+        src = torch.rand(1, 3, 98, 130) if refined else torch.rand(1, 3, 97, 129)
     inputs = {"src": src}
-    if graph == "refined":
+    if refined:
         inputs["small"] = downsample(src, 0.5)
     shapes = state_shapes(1, *inputs.get("small", src).shape[2:])
     inputs.update({name: torch.zeros(shape) for name, shape in zip(STATE_NAMES, shapes, strict=False)})
@@ -89,12 +108,14 @@ def calibration_feeds(fp32: bytes, graph: str, threads: int | None = None) -> li
     feeds: list[dict[str, np.ndarray]] = []
     state: list[np.ndarray] = []
     for rgb in calibration_clip():
-        src = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
-        if graph == "plain":
+        if graph.endswith("16"):  # sides of multiples of 32: aligned at half size
+            rgb = rgb[: rgb.shape[0] // 32 * 32, : rgb.shape[1] // 32 * 32]
+        src = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
+        if graph.startswith("plain"):
             src = downsample(src, 0.5)
         feed = {"src": src.numpy()}
         network_input = src
-        if graph == "refined":
+        if graph.startswith("refined"):
             network_input = downsample(src, CALIBRATION_RATIO)
             feed["small"] = network_input.numpy()
         shapes = state_shapes(1, *network_input.shape[2:])
@@ -174,7 +195,7 @@ class OnnxMattingNetwork(nn.Module):
         b, _, h, w = network_input.shape
         for name, r, shape in zip(STATE_NAMES, (r1, r2, r3, r4), state_shapes(b, h, w), strict=False):
             feeds[name] = np.zeros(shape, np.float32) if r is None else _numpy(r)
-        outputs = self.session("plain" if downsample_ratio == 1 else "refined").run(None, feeds)
+        outputs = self.session(graph_for(downsample_ratio, h, w)).run(None, feeds)
         return tuple(torch.from_numpy(o) for o in outputs)
 
 
