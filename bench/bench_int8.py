@@ -9,9 +9,12 @@ clip at 640x480, ratio 0.5; RMBG: ``cutout_alpha`` on a 1280x853 photo) p50 / p9
 RSS, model size on disk, and the quality beside it: RVM MAD (x1e3) / dtSSD (x1e2) on the
 temporal clip (60 frames at 640x360, ratio 0.5, as bench_levers), RMBG mean MAD on the six
 dev photos. Each (model, precision) runs in its own child process (peak RSS is per
-case), in turn, for ``--rounds`` rounds, so that load changes on a shared machine hit
-every case alike; times are medians over all rounds. The int8 models come from the ONNX
-cache (built on first use, not timed). Prints JSON.
+case), all loaded before any timing; then they take turns, ``--frames`` frames (RMBG:
+``--images`` cut-outs) each per round, for ``--rounds`` rounds, so that a change of the
+machine's speed (this VM's drifts by up to 30 % within a minute) hits every case alike;
+times are medians over all rounds, and ``round_ratios_vs_official`` gives each round's
+ratio. The int8 models come from the ONNX cache (built on first use, not timed). Prints
+JSON.
 
     python bench/bench_int8.py --rounds 3
     python bench/bench_int8.py --models rvm --official ~/src/RobustVideoMatting --torchvision /tmp/tv
@@ -23,6 +26,7 @@ whose model code is imported without its compiled ops, which it does not need.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -30,6 +34,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench_levers import load_frames  # bench/ is on sys.path when a bench script runs
@@ -113,7 +118,7 @@ def rvm_stepper(precision: str, threads: int | None):
     return make, model.cache.path(f"{graph}-{model.refiner_name}-{precision}").stat().st_size
 
 
-def child_rvm(case: str, args) -> dict:
+def child_rvm(case: str, args) -> tuple[dict, Callable[[], list[float]]]:
     import numpy as np
     import torch
     from PIL import Image
@@ -137,12 +142,17 @@ def child_rvm(case: str, args) -> dict:
     step = make()
     for rgb in frames[:2]:  # warm-up: first-frame allocations
         step(rgb)
-    times = []
-    for i in range(args.frames):
-        start = time.perf_counter()
-        step(frames[(2 + i) % len(frames)])
-        times.append((time.perf_counter() - start) * 1e3)
-    return {**out, "times_ms": times}
+    index = itertools.count(2)
+
+    def timed() -> list[float]:
+        times = []
+        for _ in range(args.frames):
+            rgb = frames[next(index) % len(frames)]
+            start = time.perf_counter()
+            step(rgb)
+            times.append((time.perf_counter() - start) * 1e3)
+        return times
+    return out, timed
 
 
 def rmbg_int8(net, cache) -> bytes:
@@ -169,7 +179,7 @@ def rmbg_int8(net, cache) -> bytes:
     return cache.get("finest-int8-encoder-bench", build)
 
 
-def child_rmbg(case: str, args) -> dict:
+def child_rmbg(case: str, args) -> tuple[dict, Callable[[], list[float]]]:
     import numpy as np
     import torch
     from PIL import Image
@@ -207,32 +217,64 @@ def child_rmbg(case: str, args) -> dict:
         out["mad_per_photo"] = mads
     photo = rgb_of(PHOTO)
     cutout_alpha(model, photo)  # warm-up
-    times = []
-    for _ in range(args.images):
-        start = time.perf_counter()
-        cutout_alpha(model, photo)
-        times.append((time.perf_counter() - start) * 1e3)
-    return {**out, "times_ms": times}
+
+    def timed() -> list[float]:
+        times = []
+        for _ in range(args.images):
+            start = time.perf_counter()
+            cutout_alpha(model, photo)
+            times.append((time.perf_counter() - start) * 1e3)
+        return times
+    return out, timed
 
 
 # -- parent: interleave the cases ------------------------------------------------------------
 
-def run_child(model: str, case: str) -> dict:
-    cmd = [sys.executable, *sys.argv, "--child", f"{model}:{case}"]
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if result.returncode:
-        sys.exit(f"{model}:{case} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+class Child:
+    """One case's process: it loads (and scores) its model, then times a batch of frames
+    for each line it reads, and reports its peak RSS when its input closes."""
+
+    def __init__(self, model: str, case: str):
+        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        self.name = f"{model}:{case}"
+        self.process = subprocess.Popen([sys.executable, *sys.argv, "--child", self.name], env=env, text=True,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:  # libraries may print other lines
+            if line.startswith("{"):
+                return json.loads(line)
+        sys.exit(f"{self.name} failed (exit status {self.process.wait()}); its error is above")
+
+    def run(self) -> list[float]:
+        assert self.process.stdin is not None
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        return self._read()["times_ms"]
+
+    def finish(self) -> float:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        peak = self._read()["peak_rss_mb"]
+        self.process.wait()
+        return peak
+
+
+def serve_child(args: argparse.Namespace) -> None:
+    model, case = args.child.split(":")
+    info, timed = (child_rvm if model == "rvm" else child_rmbg)(case, args)
+    print(json.dumps(info), flush=True)
+    for _ in sys.stdin:
+        print(json.dumps({"times_ms": timed()}), flush=True)
+    print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
 def main() -> None:
     args = parse_args()
     if args.child:
-        model, case = args.child.split(":")
-        result = (child_rvm if model == "rvm" else child_rmbg)(case, args)
-        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        print(json.dumps(result))
+        serve_child(args)
         return
     import numpy as np
 
@@ -245,25 +287,25 @@ def main() -> None:
             cases.append((model, "bf16"))
         if model == "rvm" and args.official:
             cases.append((model, "official"))
+    children = {c: Child(*c) for c in cases}  # one at a time: loading and scoring are not timed
     loads = [os.getloadavg()[0]]
-    runs: dict[tuple[str, str], list[dict]] = {c: [] for c in cases}
+    runs: dict[tuple[str, str], list[list[float]]] = {c: [] for c in cases}
     for round_ in range(args.rounds):
-        for model, case in cases:
-            runs[(model, case)].append(run_child(model, case))
-            print(json.dumps({"round": round_, "case": f"{model}:{case}",
-                              "p50_ms": round(float(np.median(runs[(model, case)][-1]["times_ms"])), 1),
+        for (model, case), child in children.items():
+            runs[(model, case)].append(child.run())
+            print(json.dumps({"round": round_, "case": child.name,
+                              "p50_ms": round(float(np.median(runs[(model, case)][-1])), 1),
                               "load_1m": round(os.getloadavg()[0], 2)}), file=sys.stderr)
             loads.append(os.getloadavg()[0])
-        if round_ == 0 and not args.no_quality:
-            sys.argv.append("--no-quality")  # quality does not depend on load: measured once
     rows = []
     for (model, case), rs in runs.items():
-        ms = np.array([t for r in rs for t in r["times_ms"]])
+        child = children[(model, case)]
+        ms = np.array([t for r in rs for t in r])
         rows.append({"model": model, "case": case, "ms_p50": round(float(np.percentile(ms, 50)), 1),
                      "ms_p95": round(float(np.percentile(ms, 95)), 1),
-                     "round_p50s": [round(float(np.median(r["times_ms"])), 1) for r in rs],
-                     "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "model_mb": rs[0]["model_mb"],
-                     **{k: rs[0][k] for k in ("mad", "dtssd", "mad_per_photo") if k in rs[0]}})
+                     "round_p50s": [round(float(np.median(r)), 1) for r in rs],
+                     "peak_rss_mb": child.finish(), "model_mb": child.info["model_mb"],
+                     **{k: child.info[k] for k in ("mad", "dtssd", "mad_per_photo") if k in child.info}})
     for model in {m for m, _ in cases}:
         base = next(r for r in rows if r["model"] == model and r["case"] == "fp32")
         official = next((r for r in rows if r["model"] == model and r["case"] == "official"), None)
@@ -272,6 +314,8 @@ def main() -> None:
                 r["time_vs_fp32"] = round(r["ms_p50"] / base["ms_p50"], 3)
                 if official:
                     r["time_vs_official"] = round(r["ms_p50"] / official["ms_p50"], 3)
+                    r["round_ratios_vs_official"] = [round(a / b, 3) for a, b in
+                                                     zip(r["round_p50s"], official["round_p50s"], strict=True)]
     import onnxruntime
 
     print(json.dumps({
