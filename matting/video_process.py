@@ -46,7 +46,8 @@ def matte_video_file_in_process(config: RuntimeConfig, threads: int, src: Path, 
                         args=(config, str(src), str(dst), options, limits or VideoLimits(), send, stop, os.getpid()),
                         name="video-job", daemon=True)
     child.start()
-    lower_priority(child.pid or 0)
+    if child.pid:  # set once started; 0 would lower this process instead
+        lower_priority(child.pid)
     send.close()
     try:
         while True:
