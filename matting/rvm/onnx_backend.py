@@ -20,6 +20,7 @@ convolution: in int8 it alone cost +0.6 MAD on the temporal clip, the other 77 t
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -67,9 +68,32 @@ class _Plain(nn.Module):
         return (*self.net.finish(src, src, hid, 1.0), *state)
 
 
-GRAPHS = {"refined": _Refined, "plain": _Plain, "refined16": _Refined, "plain16": _Plain}
 # The decoder's four stride-2 stages: sides that are multiples of this halve evenly.
 ALIGN = 16
+
+
+@dataclass(frozen=True)
+class Graph:
+    """What one exported graph covers: ratios below 1 (the refiner's path) or ratio 1,
+    and network inputs with sides that are multiples of ALIGN only (no crops) or any."""
+
+    refined: bool
+    aligned: bool
+
+    def module(self, net: MattingNetwork) -> nn.Module:
+        return (_Refined if self.refined else _Plain)(net)
+
+    def example_src(self) -> Tensor:
+        """The frame it is traced on. The crops are traced where the example needs them: a
+        general graph's example needs one at every stage (network sides of 16k + 1 round up
+        at each), an aligned one's at none."""
+        if self.aligned:
+            return torch.rand(1, 3, 96, 128)
+        return torch.rand(1, 3, 98, 130) if self.refined else torch.rand(1, 3, 97, 129)
+
+
+GRAPHS = {"refined": Graph(refined=True, aligned=False), "plain": Graph(refined=False, aligned=False),
+          "refined16": Graph(refined=True, aligned=True), "plain16": Graph(refined=False, aligned=True)}
 
 
 def graph_for(downsample_ratio: float, height: int, width: int) -> str:
@@ -82,15 +106,10 @@ def export(net: MattingNetwork, graph: str, opset: int = OPSET) -> bytes:
     """The ONNX bytes of ``graph`` (one of GRAPHS), float32, with dynamic batch and
     spatial dimensions."""
     net = net.float().cpu().eval()
-    refined = graph.startswith("refined")
-    # The crops are traced where the example needs them: a general graph's example needs
-    # one at every stage (sides of 16k + 1 round up at each), an aligned one's at none.
-    if graph.endswith("16"):
-        src = torch.rand(1, 3, 96, 128)
-    else:
-        src = torch.rand(1, 3, 98, 130) if refined else torch.rand(1, 3, 97, 129)
+    spec = GRAPHS[graph]
+    src = spec.example_src()
     inputs = {"src": src}
-    if refined:
+    if spec.refined:
         inputs["small"] = downsample(src, 0.5)
     shapes = state_shapes(1, *inputs.get("small", src).shape[2:])
     inputs.update({name: torch.zeros(shape) for name, shape in zip(STATE_NAMES, shapes, strict=False)})
@@ -98,24 +117,26 @@ def export(net: MattingNetwork, graph: str, opset: int = OPSET) -> bytes:
     # Every tensor its own height/width names: they differ (r1 is half of small, ...), and
     # ONNX Runtime may share buffers between dimensions of the same name.
     dynamic = {name: {0: "batch", 2: f"{name}_height", 3: f"{name}_width"} for name in [*inputs, *outputs]}
-    return to_onnx(GRAPHS[graph](net), inputs, outputs, dynamic, opset)
+    return to_onnx(spec.module(net), inputs, outputs, dynamic, opset)
 
 
 def calibration_feeds(fp32: bytes, graph: str, threads: int | None = None) -> list[dict[str, np.ndarray]]:
     """``graph``'s inputs over the calibration clip, with the recurrent state that the
     float model ``fp32`` (that graph's ONNX bytes) carries from frame to frame."""
     session = ort_session(fp32, threads)
+    spec = GRAPHS[graph]
     feeds: list[dict[str, np.ndarray]] = []
     state: list[np.ndarray] = []
     for rgb in calibration_clip():
-        if graph.endswith("16"):  # sides of multiples of 32: aligned at half size
-            rgb = rgb[: rgb.shape[0] // 32 * 32, : rgb.shape[1] // 32 * 32]
+        if spec.aligned:  # sides cut to multiples of 2 * ALIGN: aligned at half size
+            h, w = (side - side % (2 * ALIGN) for side in rgb.shape[:2])
+            rgb = rgb[:h, :w]
         src = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
-        if graph.startswith("plain"):
+        if not spec.refined:
             src = downsample(src, 0.5)
         feed = {"src": src.numpy()}
         network_input = src
-        if graph.startswith("refined"):
+        if spec.refined:
             network_input = downsample(src, CALIBRATION_RATIO)
             feed["small"] = network_input.numpy()
         shapes = state_shapes(1, *network_input.shape[2:])
