@@ -63,8 +63,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch/ORT threads (default: cores)")
     p.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
-    p.add_argument("--lane-workers", type=int, default=1,
-                   help="live-lane threads (the server's ABRAR_INFERENCE_WORKERS; 1 on a CPU by default)")
+    p.add_argument("--lane-workers", type=int, default=2,
+                   help="live-lane threads (the server's ABRAR_INFERENCE_WORKERS; 2 on a CPU by default)")
     p.add_argument("--sessions", type=int, default=1,
                    help="concurrent sessions sharing the live lane (figures are the slowest one's)")
     p.add_argument("--background", default="blur", help="as the live page: blur, green, ...")
@@ -110,7 +110,7 @@ async def run_live(config: str, args: argparse.Namespace) -> dict:
     runtime.video_model()
     total_s = args.warmup_seconds + args.seconds
     packets = vp8_packets(total_s + 1)
-    # the live lane's threads: one by default, as the server has on a CPU (ABRAR_INFERENCE_WORKERS auto)
+    # the live lane's threads: two by default, as the server has on a CPU (ABRAR_INFERENCE_WORKERS auto)
     executor = ThreadPoolExecutor(args.lane_workers, thread_name_prefix="inference")
     loop = asyncio.get_running_loop()
     stop = threading.Event()

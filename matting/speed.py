@@ -73,6 +73,15 @@ class AdaptiveRatio:
         self._ceiling = 1.0
         self._ceiling_left = 0
 
+    def set_budget(self, budget_ms: float) -> None:
+        """A new budget (e.g. the stream's share of a lane that others joined or left).
+        A larger one lifts the back-off: it held the ratio below one that ran over the old budget."""
+        if budget_ms <= 0:
+            raise ValueError(f"budget_ms must be positive, not {budget_ms}")
+        if budget_ms > self.budget_ms:
+            self._ceiling_left = 0
+        self.budget_ms = budget_ms
+
     def ratio_for(self, height: int, width: int) -> float:
         ratios = usable_ratios(height, width)
         if self.ratio not in ratios:  # first frame, or a new frame size

@@ -107,8 +107,7 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     no_start_after_stop()
     use_numpy_levels()
     runtime = runtime or MattingRuntime(config.runtime_config())
-    # a batch fills only when that many frames are in flight at once
-    workers = config.model.inference_workers or runtime.batch_max
+    workers = lanes.live_workers(config.model.inference_workers, runtime.batch_max, runtime.device.type)
     target_fps = config.live.target_fps or default_target_fps(runtime.device.type)
     ctx = AppContext(config=config, runtime=runtime,
                      inference=ThreadPoolExecutor(workers, thread_name_prefix="inference"),

@@ -1,8 +1,12 @@
 """Admission by capacity: how many live streams the live lane can keep at a target rate.
 
 Every live WebRTC session and every matting RTSP stream holds a share of the live lane.
-The lane's workers matte one frame each at a time, so with a per-frame cost of ``c`` ms
-they sustain ``workers * 1000 / (c * target_fps)`` streams at ``target_fps``. The cost is
+The lane's workers matte one frame each at a time. Each frame is charged its share of
+the lane: the time it spent there, divided at every moment by the number of frames in the
+lane then (so two frames side by side on two workers are charged half their time each).
+The charges add up to the time the lane was busy, so with a charge of ``c`` ms a frame the
+lane sustains ``1000 / (c * target_fps)`` streams at ``target_fps``, whatever two workers
+on shared cores really gain over one (on two CPU cores about 1.5x, not 2x). The charge is
 measured on every live frame, at the size the frame ran, and scaled to the adaptive floor
 (the smallest internal size a stream may drop to, matting.speed.MIN_NETWORK_SIDE): a
 stream given less time than it uses now shrinks to that size before it drops frames.
@@ -10,7 +14,9 @@ stream given less time than it uses now shrinks to that size before it drops fra
 API, for every kind of live producer (sessions, RTSP streams, a WHIP endpoint)::
 
     capacity.admit(key)      # before taking the stream on: raises ApiError 503 when full
-    capacity.observe(...)    # every frame, from the lane (thread-safe)
+    entered = capacity.enter_lane()   # a frame starts in the lane (thread-safe) ...
+    share = capacity.leave_lane(entered)  # ... and ends: its charge = wall time * share
+    capacity.observe(...)    # every frame's charged cost, from the lane (thread-safe)
     capacity.release(key)    # when the stream stops matting (idempotent)
     capacity.report()        # CapacityReport for listings, metrics and the 503 body
 
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from matting.speed import network_megapixels, usable_ratios
@@ -42,8 +50,8 @@ GPU_TARGET_FPS = 30.0
 @dataclass(frozen=True)
 class FrameCost:
     """One live frame's cost in the lane, split so it can be scaled to another size."""
-    total_ms: float        # the whole frame in the lane: convert, matte, composite, record
-    network_ms: float      # the part spent in RVM (scales with the network's pixels)
+    total_ms: float        # the whole frame's charge: convert, matte, composite, record
+    network_ms: float      # the part charged for RVM (scales with the network's pixels)
     height: int
     width: int
     ratio: float           # the downsample ratio the frame ran at
@@ -60,7 +68,7 @@ class FrameCost:
 class CapacityReport:
     target_fps: float
     workers: int                   # live-lane threads
-    frame_cost_ms: float | None    # running per-frame cost at the adaptive floor; None before any frame
+    frame_cost_ms: float | None    # running per-frame charge at the adaptive floor; None before any frame
     capacity: int | None           # streams the lane can keep at target_fps; None before any frame
     ceiling: int | None            # ABRAR_LIVE_MAX_SESSIONS, when set
     admitted: int                  # sessions and streams holding a share now
@@ -73,7 +81,8 @@ class CapacityReport:
 class Capacity:
     """Thread-safe: ``observe`` is called from lane threads, the rest from the event loop."""
 
-    def __init__(self, target_fps: float, workers: int, ceiling: int | None = None):
+    def __init__(self, target_fps: float, workers: int, ceiling: int | None = None, *,
+                 clock: Callable[[], float] = time.monotonic):
         if target_fps <= 0:
             raise ValueError(f"target_fps must be positive, not {target_fps}")
         self.target_fps = target_fps
@@ -84,6 +93,34 @@ class Capacity:
         self._samples = 0
         self._admitted: set[str] = set()
         self._lock = threading.Lock()
+        self._clock = clock
+        self._in_lane = 0
+        self._shared_s = 0.0       # integral over time of 1 / (frames in the lane), while any is
+        self._shared_at = clock()  # when _shared_s was last brought up to date
+
+    def _advance(self) -> float:
+        now = self._clock()
+        if self._in_lane:
+            self._shared_s += (now - self._shared_at) / self._in_lane
+        self._shared_at = now
+        return self._shared_s
+
+    def enter_lane(self) -> tuple[float, float]:
+        """A frame starts in the lane; pass what this returns to :meth:`leave_lane`."""
+        with self._lock:
+            shared = self._advance()
+            self._in_lane += 1
+            return self._shared_at, shared
+
+    def leave_lane(self, entered: tuple[float, float]) -> float:
+        """The frame is done: the fraction of its time in the lane that it is charged
+        (1 when it had the lane to itself, 0.5 when another frame ran beside it throughout)."""
+        started, shared_before = entered
+        with self._lock:
+            shared = self._advance() - shared_before
+            self._in_lane = max(0, self._in_lane - 1)
+            wall = self._shared_at - started
+        return min(1.0, shared / wall) if wall > 0 else 1.0
 
     def observe(self, cost: FrameCost) -> None:
         ms = cost.at_floor_ms()
@@ -104,7 +141,16 @@ class Capacity:
             cost = self._cost_ms
         if cost is None:
             return None
-        return max(1, math.floor(self.workers * 1000.0 / (max(cost, 1e-3) * self.target_fps)))
+        return max(1, math.floor(1000.0 / (max(cost, 1e-3) * self.target_fps)))
+
+    def lane_share_ms(self) -> float:
+        """Lane time per frame each admitted stream may use for all of them to keep the
+        target rate; live streams fit their frames into it by shrinking toward the
+        adaptive floor, which is what admission counted on."""
+        with self._lock:
+            streams = max(self.workers, len(self._admitted))
+        # a stream has at most one worker: its frames run one after another
+        return self.workers * 1000.0 / (streams * self.target_fps)
 
     def limit(self) -> int | None:
         """Most streams admitted at once now (None: no measurement and no ceiling yet)."""

@@ -43,7 +43,7 @@ class ModelConfig:
     download: bool = setting(True, "ABRAR_DOWNLOAD", "download missing weights at start-up")
     inference_workers: int = setting(0, "ABRAR_INFERENCE_WORKERS",
                                      "threads running live/RTSP inference (0 = auto: one per batch slot, "
-                                     "so 16 on a GPU and 1 on a CPU)")
+                                     "so 16 on a GPU, and 2 on a CPU: two streams' frames side by side)")
     batch_max: int = setting(0, "ABRAR_BATCH_MAX",
                              "batch frames of up to this many live/RTSP streams of one size into one RVM pass "
                              "(0 = auto: 16 on a GPU, off on a CPU; 1 = off)")

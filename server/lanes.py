@@ -14,7 +14,24 @@ RTSP streams, nothing else. Heavy work runs elsewhere:
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
+
+# Live-lane threads on a CPU: two streams' frames side by side gave two 640x480 sessions
+# 1.45x the frames of one thread on two cores (bench/README.md); a lone stream's frames
+# run one after another whatever the count.
+CPU_LIVE_WORKERS = 2
+
+
+def live_workers(configured: int, batch_max: int, device_type: str) -> int:
+    """Live-lane threads: as configured, else one per batch slot where frames are batched
+    (a batch fills only when that many frames are in flight at once) or on a GPU, else
+    CPU_LIVE_WORKERS (at most one per core)."""
+    if configured:
+        return configured
+    if device_type == "cuda" or batch_max > 1:
+        return batch_max
+    return max(1, min(CPU_LIVE_WORKERS, os.cpu_count() or 1))
 
 
 def heavy_pool(workers: int, name: str) -> ThreadPoolExecutor:

@@ -54,12 +54,15 @@ def make_clip(media: Path, out: Path, *, seconds: float, width: int = 640, heigh
 
 async def wait_for(check: Callable[[], Awaitable[object]], timeout: float, interval: float = 0.1,
                    what: str = "condition") -> object:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds,
+    with the last state ``check`` saw when it keeps one (a ``last`` attribute)."""
     deadline = time.monotonic() + timeout
     while True:
         value = await check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            last = getattr(check, "last", None)
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
+                                 + (f"; last seen: {last}" if last is not None else ""))
         await asyncio.sleep(interval)

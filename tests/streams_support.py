@@ -117,8 +117,9 @@ class StreamApi:
 
     def until(self, check):
         async def predicate():
-            s = await self.state()
+            s = predicate.last = await self.state()
             return s if check(s) else None
+        predicate.last = None
         return predicate
 
 

@@ -215,3 +215,49 @@ async def test_live_pipeline_sessions_adapt_to_the_configured_budget(runtime, cl
     assert (out.width, out.height) == (512, 288)
     assert pipeline._session.adaptive.budget_ms == budget
     assert fixed._session.adaptive is None and fixed._session.ratio_for(288, 512) == 0.5
+
+
+def test_a_smaller_budget_moves_the_ratio_down_and_a_larger_one_lifts_the_back_off():
+    controller = AdaptiveRatio(budget_ms=45, start_ratio=0.5, hold_frames=30, backoff_frames=300, fixed_ms=10)
+    # 300 ms per MP: 0.5 takes 33 ms, fine alone; a lane shared three ways gives 25 ms
+    assert set(simulate(controller, 60, ms_per_megapixel=300, fixed_ms=10)) == {0.5}
+    controller.set_budget(25)
+    assert simulate(controller, 60, ms_per_megapixel=300, fixed_ms=10)[-1] == 0.375
+    # the others leave: back up within a hold, not after the 300-frame back-off
+    controller.set_budget(45)
+    assert simulate(controller, 40, ms_per_megapixel=300, fixed_ms=10)[-1] == 0.5
+    with pytest.raises(ValueError):
+        controller.set_budget(0)
+
+
+async def test_live_pipeline_budget_shrinks_to_its_share_of_a_shared_lane(runtime, clip, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    from fractions import Fraction
+
+    from matting.compositing import Background
+    from server.capacity import Capacity
+    from server.live.pipeline import LivePipeline
+
+    frames = []
+    for i, rgb in enumerate(clip[0][:6]):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, 30)
+        frames.append(frame)
+    capacity = Capacity(target_fps=15, workers=1)
+    executor = ThreadPoolExecutor(1)
+    try:
+        pipeline = LivePipeline(runtime, executor, Background("blur"), recordings_dir=tmp_path, name="share",
+                                matte_budget_ms=45.0, capacity=capacity)
+        capacity.admit("share")
+        for frame in frames[:3]:
+            await pipeline.process(frame)
+        assert pipeline._session.adaptive.budget_ms == 45.0  # alone: the lane gives it 66 ms a frame
+        capacity.admit("other", force=True)
+        capacity.admit("third", force=True)
+        for frame in frames[3:]:
+            await pipeline.process(frame)
+    finally:
+        executor.shutdown()
+    # three streams on one worker at 15 fps: 22 ms a frame, less the work around the network
+    assert 1.0 <= pipeline._session.adaptive.budget_ms < 1000 / (3 * 15)
+    assert capacity.report().frame_cost_ms > 0  # frames after the first few are charged

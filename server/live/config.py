@@ -28,8 +28,8 @@ class LiveConfig:
                                              "ABRAR_LIVE_MATTE_BUDGET_MS)")
     matte_budget_ms: float = setting(45.0, "ABRAR_LIVE_MATTE_BUDGET_MS",
                                      "without a fixed ratio, each live session and RTSP stream adapts its RVM internal "
-                                     "scale (240-512 px) to matte a frame in about this many ms; "
-                                     "0: the fixed 256-512 px auto ratio")
+                                     "scale (240-512 px) to matte a frame in about this many ms, or in its share "
+                                     "of the live threads when streams share them; 0: the fixed 256-512 px auto ratio")
     max_background_bytes: int = setting(10_000_000, "ABRAR_LIVE_MAX_BACKGROUND_BYTES",
                                         "largest background image upload in bytes")
 

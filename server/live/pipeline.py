@@ -13,9 +13,8 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import av
@@ -25,7 +24,7 @@ from matting.compositing import Background, composite, over_checkerboard, to_rgb
 from matting.images import encode_png
 from matting.runtime import MattingRuntime
 from matting.session import VideoMattingSession
-from server.capacity import FrameCost
+from server.capacity import Capacity, FrameCost
 from server.live.recorder import Recorder
 
 
@@ -42,6 +41,7 @@ class PipelineStats:
     latency_p95_ms: float | None
     width: int | None
     height: int | None
+    downsample_ratio: float | None  # RVM's internal scale for the last frame (adaptive: moves with load)
     recording: str | None          # file name while recording
 
     def to_json(self) -> dict:
@@ -58,19 +58,22 @@ class LivePipeline:
     ``process`` must be awaited one frame at a time (recurrent state follows the
     frame order); the other methods may be called at any time from the event loop.
     Frames run in ``executor`` (the live lane), snapshots in ``heavy_executor`` (the
-    heavy lane, so a cut-out never delays a frame); ``on_cost`` gets every frame's cost
-    in the lane (server.capacity).
+    heavy lane, so a cut-out never delays a frame). With a ``capacity`` (server.capacity),
+    every frame is charged to it, and an adaptive session's budget shrinks to the stream's
+    share of the lane while other streams share it, so that admitted streams keep the
+    target rate by running smaller rather than by dropping frames.
     """
 
     def __init__(self, runtime: MattingRuntime, executor: Executor, background: Background, *,
                  recordings_dir: Path, name: str, downsample_ratio: float | None = None,
                  matte_budget_ms: float | None = None, recording_fps: float = 30.0,
-                 heavy_executor: Executor | None = None, on_cost: Callable[[FrameCost], None] | None = None):
+                 heavy_executor: Executor | None = None, capacity: Capacity | None = None):
         self.name = _SAFE_NAME.sub("-", name).strip("-") or "stream"
         self._runtime = runtime
         self._executor = executor
         self._heavy_executor = heavy_executor or executor
-        self._on_cost = on_cost
+        self._capacity = capacity
+        self._overhead_ms = 0.0       # running lane time per frame outside the network
         self._background = background
         self._recordings_dir = recordings_dir
         self._downsample_ratio = downsample_ratio
@@ -116,6 +119,22 @@ class LivePipeline:
 
     def _matte(self, frame: av.VideoFrame, background: Background, recorder: Recorder | None,
                received_at: float) -> np.ndarray:
+        if self._capacity is None:
+            return self._matte_timed(frame, background, recorder, received_at)[0]
+        entered = self._capacity.enter_lane()
+        try:
+            out, cost = self._matte_timed(frame, background, recorder, received_at)
+        finally:
+            charged = self._capacity.leave_lane(entered)
+        if cost is not None:
+            self._capacity.observe(replace(cost, total_ms=cost.total_ms * charged,
+                                           network_ms=cost.network_ms * charged))
+        return out
+
+    def _matte_timed(self, frame: av.VideoFrame, background: Background, recorder: Recorder | None,
+                     received_at: float) -> tuple[np.ndarray, FrameCost | None]:
+        """The composite, and the frame's wall time in the lane (None for a session's first
+        frames, which also pay for ONNX Runtime planning their shapes)."""
         lane_started = time.perf_counter()
         rgb = frame.to_ndarray(format="rgb24")
         session = self._session
@@ -126,6 +145,8 @@ class LivePipeline:
             session.reset()  # (the session itself resets on a new resolution)
         self._reset_pending = False
         self._size = (frame.width, frame.height)
+        if session.adaptive is not None and self._matte_budget_ms:
+            session.adaptive.set_budget(self._network_budget_ms())
         network_started = time.perf_counter()
         matte = session.process(rgb)
         network_ms = (time.perf_counter() - network_started) * 1e3
@@ -135,11 +156,20 @@ class LivePipeline:
             recorder.write_video(to_rgba(matte.foreground, matte.alpha), received_at)
         out = composite(rgb, matte, background)
         out = over_checkerboard(out) if out.shape[2] == 4 else out
-        # (a session's first frames also pay for ONNX Runtime planning their shapes)
-        if self._on_cost is not None and session.frames_processed > 2 and session.last_ratio:
-            self._on_cost(FrameCost(total_ms=(time.perf_counter() - lane_started) * 1e3, network_ms=network_ms,
-                                    height=frame.height, width=frame.width, ratio=session.last_ratio))
-        return out
+        total_ms = (time.perf_counter() - lane_started) * 1e3
+        self._overhead_ms = 0.8 * self._overhead_ms + 0.2 * max(total_ms - network_ms, 0.0)
+        if session.frames_processed <= 2 or not session.last_ratio:
+            return out, None
+        return out, FrameCost(total_ms=total_ms, network_ms=network_ms,
+                              height=frame.height, width=frame.width, ratio=session.last_ratio)
+
+    def _network_budget_ms(self) -> float:
+        """The configured budget, or this stream's share of the lane less the work around
+        the network when that is smaller."""
+        budget = self._matte_budget_ms or 0.0
+        if self._capacity is not None:
+            budget = min(budget, self._capacity.lane_share_ms() - self._overhead_ms)
+        return max(budget, 1.0)
 
     def remember(self, rgb: np.ndarray) -> None:
         """A frame that was seen but not matted (a stream nobody watches) is what a
@@ -251,6 +281,7 @@ class LivePipeline:
             latency_p50_ms=round(float(np.percentile(lat, 50)), 1) if lat.size else None,
             latency_p95_ms=round(float(np.percentile(lat, 95)), 1) if lat.size else None,
             width=width, height=height,
+            downsample_ratio=self._session.last_ratio if self._session is not None else None,
             recording=self._recording_path.name if self._recording_path else None,
         )
 

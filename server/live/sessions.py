@@ -114,7 +114,7 @@ class LiveSessions:
                                 recordings_dir=self._recordings_dir, name=f"live-{session_id[:8]}",
                                 downsample_ratio=self.config.downsample_ratio,
                                 matte_budget_ms=self.config.matte_budget_ms,
-                                heavy_executor=self._heavy_executor, on_cost=self.capacity.observe)
+                                heavy_executor=self._heavy_executor, capacity=self.capacity)
         session = LiveSession(session_id, pc, pipeline, label)
         self._sessions[session_id] = session
         self._wire(session)

@@ -97,7 +97,7 @@ class StreamManager:
         pipeline = LivePipeline(self._runtime, self._executor, background, recordings_dir=self._recordings_dir,
                                 name=f"stream-{spec.id}", downsample_ratio=self._downsample_ratio,
                                 matte_budget_ms=self._matte_budget_ms, heavy_executor=self._heavy_executor,
-                                on_cost=self.capacity.observe)
+                                capacity=self.capacity)
         stream = Stream(spec, pipeline, self.config, share)
         self._streams[spec.id] = stream
         stream.start()
