@@ -1,7 +1,7 @@
 """fp32 against int8 (ABRAR_PRECISION=int8) for RVM and RMBG in ONNX Runtime on the CPU,
 and against RVM's official PyTorch code when ``--official`` names a checkout of it.
 RMBG's int8 is the bench's own experiment (encoder in int8): the server runs RMBG in
-float32 because no int8 recipe held the quality bar, or in bfloat16 where the CPU has AMX
+float32 because no int8 recipe held the quality bar, or in bfloat16 where the CPU has AMX or AVX512-BF16
 (the ``bf16`` row, added on such CPUs).
 
 Per model and precision: ms per frame (RVM: ``VideoMattingSession.process`` on the real
@@ -198,7 +198,7 @@ def child_rmbg(case: str, args) -> tuple[dict, Callable[[], list[float]]]:
     cache = OnnxCache(path)
     net = load_rmbg(path, device="cpu", dtype=torch.float32)
     model: torch.nn.Module
-    if case == "bf16":  # what the server runs where the CPU has AMX: torch, the checkpoint's weights
+    if case == "bf16":  # what the server runs where the CPU has native bf16: torch, the checkpoint's weights
         from matting.rmbg.bf16_backend import Bf16RMBG
 
         model, size = Bf16RMBG(net), path.stat().st_size
@@ -278,12 +278,12 @@ def main() -> None:
         return
     import numpy as np
 
-    from matting.rmbg.bf16_backend import amx_available
+    from matting.rmbg.bf16_backend import native_bf16_available
 
     cases = []
     for model in args.models.split(","):
         cases += [(model, "fp32"), (model, "int8")]
-        if model == "rmbg" and amx_available():
+        if model == "rmbg" and native_bf16_available():
             cases.append((model, "bf16"))
         if model == "rvm" and args.official:
             cases.append((model, "official"))

@@ -58,12 +58,13 @@ def onnx_precision(precision: str, backend: str) -> str:
     return "int8" if precision == "int8" else "fp32"
 
 
-def rmbg_precision(precision: str, backend: str, amx: bool) -> str:
+def rmbg_precision(precision: str, backend: str, native_bf16: bool) -> str:
     """``bf16`` or ``fp32``: how RMBG runs on the CPU path (``backend`` onnxruntime) for the
-    configured ``precision``. bfloat16 (torch, oneDNN) where the CPU has AMX (``amx``) and
-    precision is auto or int8: half the time of float32 in ONNX Runtime there, with MAD
-    no worse on the dev photos (matting.rmbg.bf16_backend); no int8 RMBG held the bar."""
-    return "bf16" if backend == "onnxruntime" and amx and precision in ("auto", "int8") else "fp32"
+    configured ``precision``. bfloat16 (torch, oneDNN) where the CPU computes in it natively
+    (``native_bf16``: AMX or AVX512-BF16) and precision is auto or int8: 0.5-0.75 of the
+    time of float32 in ONNX Runtime there, with MAD no worse on the dev photos
+    (matting.rmbg.bf16_backend); no int8 RMBG held the bar."""
+    return "bf16" if backend == "onnxruntime" and native_bf16 and precision in ("auto", "int8") else "fp32"
 
 
 class MattingRuntime:
@@ -91,9 +92,9 @@ class MattingRuntime:
 
     @property
     def rmbg_precision(self) -> str:
-        from matting.rmbg.bf16_backend import amx_available
+        from matting.rmbg.bf16_backend import native_bf16_available
 
-        return rmbg_precision(self.config.precision, self.backend, amx_available())
+        return rmbg_precision(self.config.precision, self.backend, native_bf16_available())
 
     @property
     def device(self) -> torch.device:

@@ -88,7 +88,7 @@ def _add_device_flags(p: argparse.ArgumentParser, backend: str | None = "auto", 
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"],
                    help="auto (fp16 on CUDA; on a CPU int8 RVM in ONNX Runtime, and RMBG in bf16 where the CPU "
-                        "has AMX, else fp32), fp32, fp16 (CUDA) or int8 (CPU, ONNX Runtime; RVM only)")
+                        "has AMX or AVX512-BF16, else fp32), fp32, fp16 (CUDA) or int8 (CPU, ONNX Runtime; RVM only)")
     p.add_argument("--backend", default=backend, choices=["auto", "torch", "onnxruntime"],
                    help=f"model backend (auto: ONNX Runtime on a CPU, torch on a GPU){why}")
     _add_models_dir_flag(p)

@@ -19,9 +19,9 @@ from server.webrtc_http.config import WebRtcHttpConfig
 class ModelConfig:
     device: str = setting("auto", "ABRAR_DEVICE", "torch device: auto, cpu, cuda or cuda:N")
     precision: str = setting("auto", "ABRAR_PRECISION",
-                             "auto (fp16 on CUDA; on a CPU int8 RVM, and bf16 RMBG where the CPU has AMX), fp32, "
-                             "fp16 (CUDA) or int8 (CPU, ONNX Runtime: quantised RVM, calibrated once per checkpoint "
-                             "at first load and cached in ABRAR_CACHE_DIR/onnx; RMBG as with auto)",
+                             "auto (fp16 on CUDA; on a CPU int8 RVM, and bf16 RMBG where the CPU has AMX or "
+                             "AVX512-BF16), fp32, fp16 (CUDA) or int8 (CPU, ONNX Runtime: quantised RVM, calibrated "
+                             "once per checkpoint at first load and cached in ABRAR_CACHE_DIR/onnx; RMBG as with auto)",
                              choices=("auto", "fp32", "fp16", "int8"))
     rvm_weights: Path | None = setting(None, "ABRAR_RVM_WEIGHTS", "path to rvm_mobilenetv3.pth")
     rmbg_weights: Path | None = setting(None, "ABRAR_RMBG_WEIGHTS", "path to RMBG-1.4 model.safetensors")

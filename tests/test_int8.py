@@ -2,7 +2,7 @@
 truth, next to fp32 in the same runtime, and the cache that keeps calibration off every
 request's path. RMBG is not int8 under int8 (no int8 recipe held its bar; see
 matting/rmbg/onnx_backend.py): float32 in ONNX Runtime, or bfloat16 where the CPU has
-AMX (tests/test_rmbg_bf16.py), which the runtime test checks.
+AMX or AVX512-BF16 (tests/test_rmbg_bf16.py), which the runtime test checks.
 
 The quantised models are built once per checkpoint into the ONNX cache (ABRAR_CACHE_DIR)
 and read from it afterwards, so only a fresh machine pays for calibration.
@@ -21,7 +21,7 @@ from matting import metrics, weights
 from matting.config import RuntimeConfig
 from matting.device import select_device
 from matting.onnx_cache import OnnxCache
-from matting.rmbg.bf16_backend import Bf16RMBG, amx_available
+from matting.rmbg.bf16_backend import Bf16RMBG, native_bf16_available
 from matting.rmbg.onnx_backend import OnnxRMBG
 from matting.runtime import MattingRuntime, onnx_precision
 from matting.rvm import load_rvm
@@ -115,7 +115,7 @@ def test_precision_setting():
 
 def test_runtime_serves_int8_from_the_cache(rvm_models, clip):
     """ABRAR_PRECISION=int8: the runtime's RVM is the cached int8 model (built above), ready
-    before the first frame; its RMBG is the float32 one (bfloat16 where the CPU has AMX)."""
+    before the first frame; its RMBG is the float32 one (bfloat16 where the CPU has AMX or AVX512-BF16)."""
     runtime = MattingRuntime(RuntimeConfig(device="cpu", precision="int8", backend="auto", threads=2,
                                            download=False))
     model = runtime.video_model()
@@ -124,7 +124,7 @@ def test_runtime_serves_int8_from_the_cache(rvm_models, clip):
     frames, truths = clip
     alpha = runtime.new_session(0.5).process(frames[0]).alpha
     assert alpha.shape == truths[0].shape and metrics.mad(alpha, truths[0]) < 10
-    if amx_available():
+    if native_bf16_available():
         assert isinstance(runtime.image_model(), Bf16RMBG)
     else:
         assert isinstance(runtime.image_model(), OnnxRMBG)
