@@ -1,0 +1,100 @@
+"""What a live session's video codecs cost the server's CPU, per frame and per core.
+
+Every live session makes the server decode the client's video and encode the matted
+video back, in software, with aiortc's own encoders and decoders (the settings a real
+session gets). On a GPU server those run on the CPU while RVM runs on the GPU, so they
+bound how many sessions one machine sustains whatever the GPU can matte. For each codec:
+ms per frame (p50 / p95) to encode the real clip (resized to ``--size``) and to decode
+what was encoded, and the sessions at ``--fps`` one core carries for the codecs alone.
+Encoders run with the thread count aiortc picks for the size on this machine. Prints JSON.
+
+    python bench/bench_codecs.py --size 1280x720
+    python bench/bench_codecs.py --size 640x480 --frames 150
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from aiortc.codecs.h264 import H264Decoder, H264Encoder, H264PayloadDescriptor
+from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, VpxPayloadDescriptor
+from aiortc.jitterbuffer import JitterFrame
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ABRAR_SHARED_DIR", REPO.parent / "shared"))
+VIDEO = SHARED / "media/video/pixabay_thoughtful_35590_8s_640x360.mp4"
+BITRATE = 1_500_000  # aiortc's ceiling for its encoders' target
+WARMUP = 30
+
+
+def parse_args() -> argparse.Namespace:
+    summary, details = (__doc__ or "").split("\n\n", 1)
+    p = argparse.ArgumentParser(description=summary, epilog=details,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT the clip is resized to")
+    p.add_argument("--frames", type=int, default=120, help="frames encoded and decoded per codec (after warm-up)")
+    p.add_argument("--fps", type=float, default=30.0, help="session frame rate for the sessions-per-core figure")
+    return p.parse_args()
+
+
+def clip(size: tuple[int, int], count: int) -> list[av.VideoFrame]:
+    with av.open(str(VIDEO)) as src:
+        rgb = [cv2.resize(f.to_ndarray(format="rgb24"), size) for f in src.decode(video=0)]
+    frames = []
+    for i in range(count):
+        frame = av.VideoFrame.from_ndarray(rgb[i % len(rgb)], format="rgb24").reformat(format="yuv420p")
+        frame.pts, frame.time_base = i * 3000, Fraction(1, 90000)
+        frames.append(frame)
+    return frames
+
+
+def percentiles(ms: list[float]) -> dict:
+    return {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2)}
+
+
+def measure(name: str, encoder, decoder, descriptor, frames: list[av.VideoFrame], fps: float) -> dict:
+    encoder.target_bitrate = BITRATE
+    encoded, encode_ms = [], []
+    for frame in frames:
+        started = time.perf_counter()
+        payloads, timestamp = encoder.encode(frame)
+        encode_ms.append((time.perf_counter() - started) * 1e3)
+        encoded.append((b"".join(descriptor.parse(p)[1] for p in payloads), timestamp))
+    decode_ms, decoded = [], 0
+    for data, timestamp in encoded:
+        started = time.perf_counter()
+        decoded += len(decoder.decode(JitterFrame(data=data, timestamp=timestamp)))
+        decode_ms.append((time.perf_counter() - started) * 1e3)
+    if decoded < len(frames) - 2:  # a decoder may hold a frame or two back
+        raise RuntimeError(f"{name}: {decoded} of {len(frames)} frames decoded; the timing would mean nothing")
+    encode, decode = encode_ms[WARMUP:], decode_ms[WARMUP:]
+    per_frame = float(np.mean(encode) + np.mean(decode))
+    return {"codec": name, "encode_ms": percentiles(encode), "decode_ms": percentiles(decode),
+            "sessions_per_core": round(1000.0 / (per_frame * fps), 2)}
+
+
+def main() -> None:
+    args = parse_args()
+    width, height = map(int, args.size.split("x"))
+    frames = clip((width, height), args.frames + WARMUP)
+    results = [measure("vp8", Vp8Encoder(), Vp8Decoder(), VpxPayloadDescriptor, frames, args.fps),
+               measure("h264", H264Encoder(), H264Decoder(), H264PayloadDescriptor, frames, args.fps)]
+    print(json.dumps({
+        "bench": f"aiortc's software codecs at {args.size}: encode the clip, decode it back",
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "load_avg_1min": os.getloadavg()[0]},
+        "size": args.size, "frames": args.frames, "fps": args.fps, "pyav": av.__version__,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
