@@ -109,6 +109,9 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     runtime = runtime or MattingRuntime(config.runtime_config())
     workers = lanes.live_workers(config.model.inference_workers, runtime.batch_max, runtime.device.type)
     target_fps = config.live.target_fps or default_target_fps(runtime.device.type)
+    # the settings print 0 for auto; say what auto came to
+    log.info("live lane: %d thread%s; live streams admitted while each can keep %g fps",
+             workers, "" if workers == 1 else "s", target_fps)
     ctx = AppContext(config=config, runtime=runtime,
                      inference=ThreadPoolExecutor(workers, thread_name_prefix="inference"),
                      heavy=lanes.heavy_pool(config.model.heavy_workers, "heavy"),
