@@ -17,19 +17,23 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 from aiortc.codecs.h264 import H264Decoder, H264Encoder, H264PayloadDescriptor
 from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, VpxPayloadDescriptor
 from aiortc.jitterbuffer import JitterFrame
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the clip loader the live benches and tests use
 SHARED = Path(os.environ.get("ABRAR_SHARED_DIR", REPO.parent / "shared"))
+
+from webrtc_client import load_clip  # noqa: E402
+
 VIDEO = SHARED / "media/video/pixabay_thoughtful_35590_8s_640x360.mp4"
 BITRATE = 1_500_000  # aiortc's ceiling for its encoders' target
 WARMUP = 30
@@ -46,8 +50,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def clip(size: tuple[int, int], count: int) -> list[av.VideoFrame]:
-    with av.open(str(VIDEO)) as src:
-        rgb = [cv2.resize(f.to_ndarray(format="rgb24"), size) for f in src.decode(video=0)]
+    rgb = load_clip(VIDEO, size)
     frames = []
     for i in range(count):
         frame = av.VideoFrame.from_ndarray(rgb[i % len(rgb)], format="rgb24").reformat(format="yuv420p")
