@@ -175,6 +175,7 @@ def main() -> None:
     from matting import weights
     from matting.device import select_device
     from matting.rvm import load_rvm
+    from matting.rvm.network import network_size
 
     source = load_frames(VIDEO, (640, 360), 16)
     clip_frames, truths = quality_inputs(args.quality_frames)
@@ -192,7 +193,7 @@ def main() -> None:
                 frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in source]
                 srcs = to_device(frames, choice.device, choice.dtype)
                 row["cases"].append({
-                    "case": case, "network_input": f"{int(width * ratio)}x{int(height * ratio)}",
+                    "case": case, "network_input": "x".join(map(str, network_size(height, width, ratio)[::-1])),
                     "end_to_end": time_end_to_end(net, frames, ratio, args.warmup, args.frames),
                     "network": time_network(net, srcs, ratio, args.warmup, args.frames)})
                 print(json.dumps({"precision": precision, "mode": mode, **row["cases"][-1]}), file=sys.stderr,

@@ -22,6 +22,7 @@ from PIL import Image
 from matting import weights
 from matting.device import select_device
 from matting.rvm import REFINER_CHOICES, load_rvm
+from matting.rvm.network import network_size
 from matting.session import VideoMattingSession, auto_downsample_ratio
 
 SHARED = Path(os.environ.get("ABRAR_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
@@ -85,7 +86,7 @@ def main() -> None:
         for ratio, is_auto in ratios_for(height, width, args.ratios):
             ms = np.array(run(model, frames, ratio, args.warmup, args.frames)) * 1e3
             row = {"size": size, "downsample_ratio": ratio, "auto": is_auto,
-                   "network_input": f"{int(width * ratio)}x{int(height * ratio)}",
+                   "network_input": "x".join(map(str, network_size(height, width, ratio)[::-1])),
                    "fps": round(1e3 / ms.mean(), 2), "latency_ms_p50": round(float(np.percentile(ms, 50)), 1),
                    "latency_ms_p95": round(float(np.percentile(ms, 95)), 1)}
             print(json.dumps(row), file=sys.stderr)

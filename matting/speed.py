@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from matting.rvm.network import network_size
+
 # Ratios a live stream may use, in eighths so that network sizes stay round.
 LADDER = (0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
 # Below ~240 px on the long side quality falls fast (the network misses arms and hair
@@ -21,7 +23,8 @@ MAX_NETWORK_SIDE = 512
 
 
 def network_megapixels(height: int, width: int, ratio: float) -> float:
-    return int(height * ratio) * int(width * ratio) / 1e6
+    h, w = network_size(height, width, ratio)
+    return h * w / 1e6
 
 
 def usable_ratios(height: int, width: int, ladder: tuple[float, ...] = LADDER) -> list[float]:

@@ -62,8 +62,8 @@ def score(model, frames, truths, ratio: float) -> dict[str, float]:
 
 
 @pytest.mark.timeout(600)  # each builds an int8 graph into a fresh cache
-# 512x288: ratio 1 and 0.5 run the aligned graphs (plain16, refined16); 0.375, the live
-# floor (a 192x108 network input), the general refined graph, crops and all.
+# 512x288: ratio 1 runs the aligned plain16 graph, 0.5 and 0.375 (the live floor, a
+# 192x112 network input) the refined one.
 @pytest.mark.parametrize("ratio", [1.0, 0.5, 0.375])
 def test_int8_rvm_holds_the_quality_bar(rvm_models, clip, ratio):
     frames, truths = clip

@@ -12,6 +12,7 @@ from PIL import Image
 
 from matting import weights
 from matting.rvm import MattingNetwork, load_rvm
+from matting.rvm.network import network_size
 from matting.session import VideoMattingSession, auto_downsample_ratio, step
 from matting.weights import CheckpointError
 
@@ -137,7 +138,7 @@ def test_forward_shapes_and_ranges_on_odd_sizes(model, frames, ratio):
         fgr, pha, *rec = model(src, downsample_ratio=ratio)
     assert fgr.shape == (1, 3, 101, 67) and pha.shape == (1, 1, 101, 67)
     assert 0 <= pha.min() and pha.max() <= 1 and 0 <= fgr.min() and fgr.max() <= 1
-    small = (int(101 * ratio), int(67 * ratio))
+    small = network_size(101, 67, ratio)
     expected = [(16, 2), (20, 4), (40, 8), (64, 16)]  # GRU channels and stride of r1..r4
     for r, (channels, stride) in zip(rec, expected, strict=False):
         assert r.shape == (1, channels, -(-small[0] // stride), -(-small[1] // stride))

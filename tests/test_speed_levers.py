@@ -15,6 +15,7 @@ from matting.config import RuntimeConfig
 from matting.device import DeviceChoice
 from matting.runtime import MattingRuntime, resolve_backend
 from matting.rvm import load_rvm
+from matting.rvm.network import downsample, network_size
 from matting.rvm.onnx_backend import GRAPHS, OnnxMattingNetwork, export, graph_for, state_shapes
 from matting.session import VideoMattingSession
 from matting.speed import (
@@ -86,12 +87,31 @@ def test_onnx_backend_takes_any_size_and_batch(net, onnx_net):
 
 
 def test_aligned_graphs_have_no_crops_and_run_only_where_none_is_needed(net):
-    assert [graph_for(r, h, w) for r, h, w in ((1, 288, 512), (1, 180, 320), (0.5, 240, 320), (0.5, 180, 240))] \
-        == ["plain16", "plain", "refined16", "refined"]
+    assert [graph_for(r, h, w) for r, h, w in ((1, 288, 512), (1, 180, 320), (0.5, 240, 320), (0.375, 176, 240))] \
+        == ["plain16", "plain", "refined", "refined"]
+    with pytest.raises(ValueError, match="aligned"):
+        graph_for(0.375, 180, 240)  # downsample() never makes this
     slices = {graph: sum(n.op_type == "Slice" for n in onnx.load_from_string(export(net, graph)).graph.node)
               for graph in GRAPHS}
-    # the four upsampling crops, in height and width, only in the general graphs
-    assert slices["plain"] - slices["plain16"] == slices["refined"] - slices["refined16"] == 8, slices
+    # the four upsampling crops, in height and width, only in the general graph (the
+    # refined graph's two slices are its refiner's, none of them crops)
+    assert slices["plain"] - slices["plain16"] == 8 and slices["plain16"] == 0, slices
+    assert [n.name for n in onnx.load_from_string(export(net, "refined")).graph.node
+            if n.op_type == "Slice" and not n.name.startswith("/refiner/")] == []
+
+
+@pytest.mark.parametrize("size, ratio, expected", [
+    ((480, 640), 0.375, (176, 240)),   # live 640x480 at the adaptive floor (180x240 exactly)
+    ((480, 640), 0.5, (240, 320)),
+    ((720, 1280), 0.25, (176, 320)),   # 180x320 exactly
+    ((1080, 1920), 0.25, (272, 480)),
+    ((101, 67), 0.5, (48, 32)),
+    ((20, 30), 0.25, (16, 16)),        # never below one block
+    ((101, 67), 1.0, (101, 67)),       # ratio 1: the frame itself
+])
+def test_network_input_sides_are_the_nearest_multiples_of_16(size, ratio, expected):
+    assert network_size(*size, ratio) == expected
+    assert tuple(downsample(torch.rand(1, 3, *size), ratio).shape[2:]) == expected
 
 
 def test_state_shapes_match_the_network(net):
@@ -186,8 +206,8 @@ def test_session_with_budget_lowers_its_ratio_and_restarts_its_state(net, clip):
         result = session.process(frame)
     assert result.alpha.shape == (360, 640)
     assert ratios == [0.5, 0.5, 0.375, 0.375] and session.adaptive.changes == 1
-    # The state was restarted at the new size: r1 is half the 240x135 network input.
-    assert tuple(session.state[0].shape[2:]) == (68, 120)
+    # The state was restarted at the new size: r1 is half the 240x128 network input.
+    assert tuple(session.state[0].shape[2:]) == (64, 120)
 
 
 async def test_live_pipeline_sessions_adapt_to_the_configured_budget(runtime, clip, tmp_path):

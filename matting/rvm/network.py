@@ -72,8 +72,26 @@ class MattingNetwork(nn.Module):
         return fgr, pha.clamp(0, 1)
 
 
+# The decoder's four stride-2 stages: network inputs whose sides are multiples of this
+# halve evenly all the way down, so no upsampled map needs a crop to fit its skip input.
+ALIGN = 16
+
+
+def network_size(height: int, width: int, downsample_ratio: float) -> tuple[int, int]:
+    """The network input's size for a ``height`` x ``width`` frame: the frame's own at
+    ratio 1, else each side times the ratio to the nearest multiple of ALIGN (at least
+    ALIGN). The refiner maps any network size back to the frame's, so a side a few per
+    cent off the exact ratio costs nothing, while the aligned size spares the decoder its
+    crops (about 6 % of a CPU frame at 640x480, bench/README.md)."""
+    if downsample_ratio == 1:
+        return height, width
+    return tuple(max(ALIGN, round(side * downsample_ratio / ALIGN) * ALIGN)  # type: ignore[return-value]
+                 for side in (height, width))
+
+
 def downsample(src: Tensor, downsample_ratio: float) -> Tensor:
-    """The network input: ``src`` scaled by ``downsample_ratio`` (bilinear)."""
+    """The network input: ``src`` resized (bilinear) to :func:`network_size`."""
     if downsample_ratio == 1:
         return src
-    return F.interpolate(src, scale_factor=downsample_ratio, mode="bilinear", align_corners=False)
+    size = network_size(src.shape[2], src.shape[3], downsample_ratio)
+    return F.interpolate(src, size=size, mode="bilinear", align_corners=False)

@@ -3,12 +3,13 @@ and far steadier when other processes compete for the cores (see bench/README.md
 
 The network is exported with the frame size, batch size and network input size as
 dynamic dimensions, and the downsampled frame as an input (computed by PyTorch), so one
-graph serves every size and downsample ratio. Two graphs, each exported on first use:
+graph serves every size and downsample ratio. Three graphs, each exported on first use:
 ``refined`` (encoder, decoder and the refiner, for ratios below 1) and ``plain`` (ratio 1,
-no refiner). Each has a twin for network inputs whose sides are multiples of 16
-(``refined16``, ``plain16``: 640x480 at ratio 0.5, for one): there the decoder's
-upsampled maps need no crop to their skip connections' sizes, and the twin has none,
-where ONNX Runtime would copy each map once per crop (4-5 ms of a 640x480 frame).
+no refiner), with ``plain16`` beside it for frames whose sides are multiples of 16. On
+such inputs the decoder's upsampled maps need no crop to their skip connections' sizes
+and the aligned graphs have none, where ONNX Runtime would copy each map once per crop
+(4-5 ms of a 640x480 frame). Below ratio 1 the network input is always aligned
+(:func:`matting.rvm.network.network_size`), so ``refined`` is the aligned kind only.
 Exporting takes a second or two; with a cache (:class:`OnnxCache`) each graph is exported
 once per checkpoint.
 
@@ -29,15 +30,14 @@ from torch import Tensor, nn
 from matting.onnx_cache import OnnxCache
 from matting.onnx_runtime import OPSET, ort_session, to_onnx
 from matting.quantize import calibration_clip, conv_names, quantize_int8
-from matting.rvm.network import MattingNetwork, downsample
+from matting.rvm.network import ALIGN, MattingNetwork, downsample
 
 STATE_NAMES = ("r1", "r2", "r3", "r4")
 # GRU channels and stride (relative to the network input) of r1..r4.
 STATE_LAYOUT = ((16, 2), (20, 4), (40, 8), (64, 16))
 PRECISIONS = ("fp32", "int8")
-# Calibration: the clip (640x360) at ratio 0.5 for the refined graphs (a 320x180 network
-# input, as live 640x480 sessions run; 320x176 for the aligned twin); halved and at
-# ratio 1 for the plain graphs.
+# Calibration: the clip (640x360) at ratio 0.5 for the refined graph (a 320x176 network
+# input, about what live 640x480 sessions run); halved and at ratio 1 for the plain graphs.
 CALIBRATION_RATIO = 0.5
 
 
@@ -68,10 +68,6 @@ class _Plain(nn.Module):
         return (*self.net.finish(src, src, hid, 1.0), *state)
 
 
-# The decoder's four stride-2 stages: sides that are multiples of this halve evenly.
-ALIGN = 16
-
-
 @dataclass(frozen=True)
 class Graph:
     """What one exported graph covers: ratios below 1 (the refiner's path) or ratio 1,
@@ -84,22 +80,23 @@ class Graph:
         return (_Refined if self.refined else _Plain)(net)
 
     def example_src(self) -> Tensor:
-        """The frame it is traced on. The crops are traced where the example needs them: a
+        """The frame it is traced on. The crops are traced where the example needs them: the
         general graph's example needs one at every stage (network sides of 16k + 1 round up
         at each), an aligned one's at none."""
-        if self.aligned:
-            return torch.rand(1, 3, 96, 128)
-        return torch.rand(1, 3, 98, 130) if self.refined else torch.rand(1, 3, 97, 129)
+        return torch.rand(1, 3, 96, 128) if self.aligned else torch.rand(1, 3, 97, 129)
 
 
-GRAPHS = {"refined": Graph(refined=True, aligned=False), "plain": Graph(refined=False, aligned=False),
-          "refined16": Graph(refined=True, aligned=True), "plain16": Graph(refined=False, aligned=True)}
+GRAPHS = {"refined": Graph(refined=True, aligned=True), "plain": Graph(refined=False, aligned=False),
+          "plain16": Graph(refined=False, aligned=True)}
 
 
 def graph_for(downsample_ratio: float, height: int, width: int) -> str:
     """The graph for a network input of ``height`` x ``width`` at ``downsample_ratio``."""
-    graph = "plain" if downsample_ratio == 1 else "refined"
-    return f"{graph}16" if height % ALIGN == 0 and width % ALIGN == 0 else graph
+    if downsample_ratio != 1:
+        if height % ALIGN or width % ALIGN:
+            raise ValueError(f"below ratio 1 the network input is aligned to {ALIGN}, not {height}x{width}")
+        return "refined"
+    return "plain16" if height % ALIGN == 0 and width % ALIGN == 0 else "plain"
 
 
 def export(net: MattingNetwork, graph: str, opset: int = OPSET) -> bytes:
@@ -128,11 +125,8 @@ def calibration_feeds(fp32: bytes, graph: str, threads: int | None = None) -> li
     feeds: list[dict[str, np.ndarray]] = []
     state: list[np.ndarray] = []
     for rgb in calibration_clip():
-        if spec.aligned:  # sides cut to multiples of 2 * ALIGN: aligned at half size
-            h, w = (side - side % (2 * ALIGN) for side in rgb.shape[:2])
-            rgb = rgb[:h, :w]
         src = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
-        if not spec.refined:
+        if not spec.refined:  # at half size, which downsample() aligns, as the aligned graph needs
             src = downsample(src, 0.5)
         feed = {"src": src.numpy()}
         network_input = src
