@@ -51,6 +51,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--background", default="blur", help="session background (the code survives blur and colours "
                                                         "only where the matte keeps the band; blur is safest)")
     p.add_argument("--url", help="measure this running server instead of starting one")
+    p.add_argument("--server-pid", type=int,
+                   help="with --url: that server's process id, to report its event loop's CPU (Linux)")
     p.add_argument("--server-arg", action="append", default=[],
                    help="extra `abrar serve` flag for the server started here (repeatable)")
     return p.parse_args()
@@ -96,6 +98,39 @@ class CodedClient(LiveClient):
             pass
 
 
+def thread_cpu_s(pid: int | None) -> tuple[float, float] | None:
+    """CPU seconds (user + system) so far of process ``pid``'s main thread, which runs
+    the event loop that carries every session's RTP, and of its other threads together
+    (decoders, encoders, the live lane). None off Linux or without a pid."""
+    if pid is None or not Path(f"/proc/{pid}/task").is_dir():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    main = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        if int(task.name) == pid:
+            main += cpu
+        else:
+            other += cpu
+    return main, other
+
+
+def server_cpu(before: tuple[float, float] | None, after: tuple[float, float] | None, seconds: float,
+               frames: int) -> dict | None:
+    """Cores the server's event loop and other threads used over the window, and the event
+    loop's milliseconds per frame returned: the figure that bounds sessions per process
+    whatever matting costs, since one loop carries them all."""
+    if before is None or after is None:
+        return None
+    loop_s, other_s = after[0] - before[0], after[1] - before[1]
+    return {"event_loop_cores": round(loop_s / seconds, 3), "other_threads_cores": round(other_s / seconds, 3),
+            "event_loop_ms_per_frame": round(loop_s * 1000 / frames, 2) if frames else None}
+
+
 def summary(client: CodedClient, start: float, end: float) -> dict:
     window = [(t, ms) for t, ms in client.latencies if start <= t <= end]
     lat = np.asarray([ms for _, ms in window])
@@ -107,7 +142,8 @@ def summary(client: CodedClient, start: float, end: float) -> dict:
             "frames": len(window), "unreadable": client.unreadable}
 
 
-async def run_count(url: str, count: int, frames: list[np.ndarray], args: argparse.Namespace) -> dict:
+async def run_count(url: str, count: int, frames: list[np.ndarray], args: argparse.Namespace,
+                    pid: int | None) -> dict:
     clients = [CodedClient(url, CodedClipTrack(frames), background=args.background, keep_frames=False)
                for _ in range(count)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
@@ -122,9 +158,11 @@ async def run_count(url: str, count: int, frames: list[np.ndarray], args: argpar
             await asyncio.gather(*(c.wait_first_frame(120) for c in clients))
             await asyncio.sleep(args.warmup_seconds)
             load = [os.getloadavg()[0]]
+            cpu_before = thread_cpu_s(pid)
             start = time.monotonic()
             await asyncio.sleep(args.seconds)
             end = time.monotonic()
+            cpu_after = thread_cpu_s(pid)
             load.append(os.getloadavg()[0])
             async with http.get(f"{url}/sessions") as resp:
                 server = {s["id"]: s["stats"] for s in (await resp.json())["sessions"]}
@@ -133,18 +171,19 @@ async def run_count(url: str, count: int, frames: list[np.ndarray], args: argpar
             for c in clients:
                 await c.close()
     fps = [s["fps"] for s in per_session] or [0.0]
+    cpu = server_cpu(cpu_before, cpu_after, end - start, sum(s["frames"] for s in per_session))
     p95 = [s["latency_ms"]["p95"] for s in per_session if s["latency_ms"]["p95"] is not None]
     return {"sessions": count, "refused": refused, "fps_min": min(fps), "fps_mean": round(sum(fps) / len(fps), 2),
             "latency_p95_ms_worst": max(p95) if p95 else None, "load_avg_1min": {"start": load[0], "end": load[1]},
-            "per_session": per_session}
+            "server_cpu": cpu, "per_session": per_session}
 
 
-async def sweep(url: str, args: argparse.Namespace) -> list[dict]:
+async def sweep(url: str, args: argparse.Namespace, pid: int | None) -> list[dict]:
     w, h = map(int, args.size.split("x"))
     frames = load_clip(VIDEO, (w, h))
     results = []
     for count in (int(n) for n in args.sessions.split(",")):
-        results.append(await run_count(url, count, frames, args))
+        results.append(await run_count(url, count, frames, args, pid))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "per_session"}), file=sys.stderr)
         await asyncio.sleep(2)  # let the server release the sessions
     return results
@@ -154,12 +193,12 @@ def main() -> None:
     args = parse_args()
     counts = [int(n) for n in args.sessions.split(",")]
     if args.url:
-        results = asyncio.run(sweep(args.url.rstrip("/"), args))
+        results = asyncio.run(sweep(args.url.rstrip("/"), args, args.server_pid))
     else:
         with tempfile.TemporaryDirectory(prefix="abrar-sessions-") as tmp, \
                 running_server(Path(tmp) / "data", args=["--live-max-sessions", str(max(counts)), *args.server_arg],
                                timeout=120) as server:
-            results = asyncio.run(sweep(server.url, args))
+            results = asyncio.run(sweep(server.url, args, server.proc.pid))
     print(json.dumps({
         "bench": f"concurrent live sessions: aiortc peers on 127.0.0.1 send {args.size} at 30 fps to abrar serve "
                  f"(background {args.background}); latency = frame handed to the sender's encoder -> "
