@@ -73,8 +73,8 @@ def test_onnx_backend_matches_torch_on_real_video(net, onnx_net, clip, ratio):
 
 
 def test_onnx_backend_takes_any_size_and_batch(net, onnx_net):
-    """Every frame size (odd ones too) and batch size, through the general graphs and
-    their aligned twins."""
+    """Every frame size (odd ones too) and batch size, through both plain graphs (with
+    and without the crops) and the refined one."""
     torch.manual_seed(0)
     for shape, ratio in (((1, 3, 101, 67), 1.0), ((2, 3, 90, 123), 0.5), ((1, 3, 96, 64), 1.0),
                          ((2, 3, 96, 160), 0.5)):
