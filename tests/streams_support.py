@@ -7,7 +7,9 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,7 @@ class RtspCamera:
         self.port = port or free_port()
         self.url = f"rtsp://127.0.0.1:{self.port}/test"
         self.proc: subprocess.Popen | None = None
+        self.output: deque[str] = deque(maxlen=20)
 
     def start(self, timeout: float = 15.0) -> None:
         self.proc = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port),
@@ -64,11 +67,23 @@ class RtspCamera:
             if ready:
                 line = self.proc.stdout.readline()
                 if line.startswith("READY"):
+                    # GStreamer's warnings go on being written: a full pipe would stall the camera
+                    threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
                     return
                 if line == "" and self.proc.poll() is not None:
                     break
         self.kill()
         raise RuntimeError(f"RTSP test server did not start on port {self.port}")
+
+    def _drain(self, stdout) -> None:
+        for line in stdout:
+            self.output.append(line.rstrip())
+
+    def crashed(self) -> str | None:
+        """What the camera last said, where it died on its own (not killed by a test)."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        return f"exit {self.proc.returncode}: " + " | ".join(self.output)
 
     def kill(self) -> None:
         """SIGKILL: the camera vanishes without closing anything, like a crash."""
@@ -92,8 +107,10 @@ def require_rtsp_server() -> None:
 
 
 def clip_camera(tmp_path_factory, media: Path) -> Iterator[RtspCamera]:
-    """The body of a module-scoped ``camera`` fixture: a real RTSP camera playing the dev
-    clip (made once per test session), killed at the end."""
+    """The body of a per-test ``camera`` fixture: a real RTSP camera playing the dev clip
+    (made once per test session), killed at the end. One per test (it starts in 0.1 s):
+    gst-rtsp-server 1.22 can abort on an assertion in its TCP backlog when a client stops
+    reading, and a camera one test crashed must not fail the next."""
     require_rtsp_server()
     clip = tmp_path_factory.getbasetemp() / "rtsp_clip.mp4"
     if not clip.exists():
@@ -101,6 +118,8 @@ def clip_camera(tmp_path_factory, media: Path) -> Iterator[RtspCamera]:
     cam = RtspCamera(clip)
     cam.start()
     yield cam
+    if (crash := cam.crashed()) is not None:
+        print(f"the RTSP test camera died during the test ({crash})")
     cam.kill()
 
 

@@ -22,7 +22,7 @@ STREAM_ARGS = ["--streams-read-timeout-s", "3", "--streams-open-timeout-s", "3",
 TAKEOVER_LIMIT_S = 15.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def camera(tmp_path_factory, media):
     yield from clip_camera(tmp_path_factory, media)
 

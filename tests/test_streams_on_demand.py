@@ -27,7 +27,7 @@ from streams_support import (
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(150)]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def camera(tmp_path_factory, media):
     yield from clip_camera(tmp_path_factory, media)
 

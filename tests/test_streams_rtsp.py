@@ -33,7 +33,7 @@ GREEN = np.array(NAMED_COLORS["green"], np.float32)
 SECRET = "s3cretPW"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def camera(tmp_path_factory, media):
     yield from clip_camera(tmp_path_factory, media)
 
