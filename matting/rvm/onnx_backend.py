@@ -92,11 +92,12 @@ GRAPHS = {"refined": Graph(refined=True, aligned=True), "plain": Graph(refined=F
 
 def graph_for(downsample_ratio: float, height: int, width: int) -> str:
     """The graph for a network input of ``height`` x ``width`` at ``downsample_ratio``."""
-    if downsample_ratio != 1:
-        if height % ALIGN or width % ALIGN:
-            raise ValueError(f"below ratio 1 the network input is aligned to {ALIGN}, not {height}x{width}")
-        return "refined"
-    return "plain16" if height % ALIGN == 0 and width % ALIGN == 0 else "plain"
+    aligned = height % ALIGN == 0 and width % ALIGN == 0
+    if downsample_ratio == 1:
+        return "plain16" if aligned else "plain"
+    if not aligned:
+        raise ValueError(f"below ratio 1 the network input is aligned to {ALIGN}, not {height}x{width}")
+    return "refined"
 
 
 def export(net: MattingNetwork, graph: str, opset: int = OPSET) -> bytes:
