@@ -1,14 +1,17 @@
 """RVM MattingNetwork (MobileNetV3 variant), key-compatible with the official state dict."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from matting.rvm.decoder import RecurrentDecoder
 from matting.rvm.lraspp import LRASPP
 from matting.rvm.mobilenetv3 import MobileNetV3LargeEncoder
-from matting.rvm.refiners import DeepGuidedFilterRefiner, FastGuidedFilterRefiner
+from matting.rvm.refiners import DeepGuidedFilterRefiner, FastGuidedFilterRefiner, apply_linear, with_grey
 
+# Per output channel (fgr's three, pha): whether the network's output is a residual on src.
+RESIDUAL = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 4, 1, 1)
 REFINERS = {cls.name: cls for cls in (DeepGuidedFilterRefiner, FastGuidedFilterRefiner)}
 
 
@@ -66,10 +69,14 @@ class MattingNetwork(nn.Module):
                ) -> tuple[Tensor, Tensor]:
         """fgr and pha at ``src``'s resolution from the hidden features."""
         fgr_residual, pha = self.project_mat(hid).split([3, 1], 1)
-        if downsample_ratio != 1:
-            fgr_residual, pha = self.refiner(src, small, fgr_residual, pha, hid)
-        fgr = (fgr_residual + src).clamp(0, 1)
-        return fgr, pha.clamp(0, 1)
+        if downsample_ratio == 1:
+            return (fgr_residual + src).clamp(0, 1), pha.clamp(0, 1)
+        a, b = self.refiner(small, fgr_residual, pha, hid)
+        # The refined residual plus src is (a * src + b) + src = (a + 1) * src + b: the 1
+        # added to a at network size (bilinear weights sum to one) spares a full-size sum.
+        out = apply_linear(a + RESIDUAL.to(a), b, with_grey(src)).clamp(0, 1)
+        fgr, pha = out.split([3, 1], 1)
+        return fgr, pha
 
 
 # The decoder's four stride-2 stages: network inputs whose sides are multiples of this

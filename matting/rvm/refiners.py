@@ -1,6 +1,9 @@
 """Refiners that bring the low-resolution fgr/pha back to full resolution, edge-aware,
 by fitting a local linear model ``y = A * x + b`` between the downsampled frame (plus its
-grey level) and the output, then applying the upsampled A, b to the full-size frame."""
+grey level) and the output, then applying the upsampled A, b to the full-size frame.
+
+A refiner's ``forward`` returns A and b at network size; :func:`apply_linear` applies them
+(:meth:`MattingNetwork.finish` folds the foreground's residual into A first)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,12 +24,12 @@ def local_statistics(box: Callable[[Tensor], Tensor], x: Tensor, y: Tensor
     return mean_x, mean_y, box(x * y) - mean_x * mean_y, box(x * x) - mean_x * mean_x
 
 
-def apply_linear(a: Tensor, b: Tensor, fine_x: Tensor) -> tuple[Tensor, Tensor]:
+def apply_linear(a: Tensor, b: Tensor, fine_x: Tensor) -> Tensor:
+    """``a * fine_x + b`` with ``a`` and ``b`` upsampled (bilinear) to ``fine_x``'s size."""
     size = fine_x.shape[2:]
     a = F.interpolate(a, size, mode="bilinear", align_corners=False)
     b = F.interpolate(b, size, mode="bilinear", align_corners=False)
-    fgr, pha = (a * fine_x + b).split([3, 1], 1)
-    return fgr, pha
+    return a * fine_x + b
 
 
 class DeepGuidedFilterRefiner(nn.Module):
@@ -44,12 +47,12 @@ class DeepGuidedFilterRefiner(nn.Module):
             nn.Conv2d(hidden, 4, 1),
         )
 
-    def forward(self, fine_src: Tensor, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor,
-                base_hid: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor
+                ) -> tuple[Tensor, Tensor]:
         x, y = with_grey(base_src), torch.cat([base_fgr, base_pha], 1)
         mean_x, mean_y, cov_xy, var_x = local_statistics(self.box_filter, x, y)
         a = self.conv(torch.cat([cov_xy, var_x, base_hid], 1))
-        return apply_linear(a, mean_y - a * mean_x, with_grey(fine_src))
+        return a, mean_y - a * mean_x
 
 
 class FastGuidedFilterRefiner(nn.Module):
@@ -66,12 +69,11 @@ class FastGuidedFilterRefiner(nn.Module):
         # Zero padding counted in the mean, like a conv box filter with "same" padding.
         return F.avg_pool2d(x, 2 * self.radius + 1, 1, self.radius, count_include_pad=True)
 
-    def forward(self, fine_src: Tensor, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor,
-                base_hid: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor
+                ) -> tuple[Tensor, Tensor]:
         # The statistics subtract nearly equal numbers and eps is below fp16's normal
         # range, so they are computed in fp32 (cheap: low resolution).
         x, y = with_grey(base_src).float(), torch.cat([base_fgr, base_pha], 1).float()
         mean_x, mean_y, cov_xy, var_x = local_statistics(self.box, x, y)
         a = cov_xy / (var_x + self.eps)
-        b = mean_y - a * mean_x
-        return apply_linear(a.to(fine_src.dtype), b.to(fine_src.dtype), with_grey(fine_src))
+        return a.to(base_src.dtype), (mean_y - a * mean_x).to(base_src.dtype)
