@@ -18,6 +18,7 @@ from server.errors import error_middleware
 from server.live.audio_level import use_numpy_levels
 from server.middleware import auth_middleware, cors_middleware
 from server.rtp_receivers import no_start_after_stop
+from server.rtp_senders import realtime_vp8
 from server.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
         ice.use_host_addresses(config.ice_addresses.split(","))
     dtls.accept_rsa_peers()
     no_start_after_stop()
+    realtime_vp8()
     use_numpy_levels()
     runtime = runtime or MattingRuntime(config.runtime_config())
     workers = lanes.live_workers(config.model.inference_workers, runtime.batch_max, runtime.device.type)
