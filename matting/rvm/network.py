@@ -10,8 +10,6 @@ from matting.rvm.lraspp import LRASPP
 from matting.rvm.mobilenetv3 import MobileNetV3LargeEncoder
 from matting.rvm.refiners import DeepGuidedFilterRefiner, FastGuidedFilterRefiner, apply_linear, with_grey
 
-# Per output channel (fgr's three, pha): whether the network's output is a residual on src.
-RESIDUAL = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 4, 1, 1)
 REFINERS = {cls.name: cls for cls in (DeepGuidedFilterRefiner, FastGuidedFilterRefiner)}
 
 
@@ -41,6 +39,10 @@ class MattingNetwork(nn.Module):
         # available through ``segmentation_pass``.
         self.project_seg = Projection(16, 1)
         self.refiner = REFINERS[refiner]()
+        # Per output channel (fgr's three, pha): whether the network's output is a residual
+        # on src. A buffer, so that it moves with the model and a forward pass copies
+        # nothing to the device (CUDA graph capture forbids such copies); not in the state dict.
+        self.register_buffer("residual", torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 4, 1, 1), persistent=False)
 
     @property
     def refiner_name(self) -> str:
@@ -74,7 +76,7 @@ class MattingNetwork(nn.Module):
         a, b = self.refiner(small, fgr_residual, pha, hid)
         # The refined residual plus src is (a * src + b) + src = (a + 1) * src + b: the 1
         # added to a at network size (bilinear weights sum to one) spares a full-size sum.
-        out = apply_linear(a + RESIDUAL.to(a), b, with_grey(src)).clamp(0, 1)
+        out = apply_linear(a + self.residual, b, with_grey(src)).clamp(0, 1)
         fgr, pha = out.split([3, 1], 1)
         return fgr, pha
 
