@@ -70,10 +70,10 @@ class Stream:
     def __init__(self, session, feeds: list[dict]):
         import numpy as np
 
-        from matting.rvm.onnx_backend import STATE_NAMES, state_shapes
+        from matting.rvm.onnx_backend import STATE_NAMES, graph_state_shapes
 
         self.session, self.feeds, self.i = session, feeds, 0
-        shapes = state_shapes(1, *feeds[0]["small"].shape[2:])
+        shapes = graph_state_shapes(1, *feeds[0]["small"].shape[2:])
         self.state = dict(zip(STATE_NAMES, (np.zeros(s, np.float32) for s in shapes), strict=False))
         self.names = STATE_NAMES
 
