@@ -123,6 +123,26 @@ def test_exported_convolutions_take_multiples_of_four_channels_and_compute_the_s
         assert dense[0] == 3 and [c for c in dense[1:] if c % 4] == [], (graph, dense)
 
 
+def test_graphs_carry_the_state_channels_last_and_callers_still_see_nchw(net, onnx_net):
+    """ONNX Runtime's int8 convolutions work channels-last; a state in NCHW put layout
+    transposes around every ConvGRU (bench/README.md). The graphs take it channels-last,
+    the backend hands it on as NCHW-shaped views of that memory and takes them back
+    without a copy, and a carried state gives the torch network's results."""
+    for graph in GRAPHS:
+        inputs = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim]
+                  for i in onnx.load_from_string(export(net, graph)).graph.input}
+        assert [inputs[n][3] for n in ("r1", "r2", "r3", "r4")] == [16, 20, 40, 64], (graph, inputs)
+    src = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = net(src, *net(src, downsample_ratio=0.5)[2:], downsample_ratio=0.5)
+        first = onnx_net(src, downsample_ratio=0.5)
+        got = onnx_net(src, *first[2:], downsample_ratio=0.5)
+    for state in first[2:]:
+        assert state.permute(0, 2, 3, 1).is_contiguous()
+    assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
+    assert max(float((g - e).abs().max()) for g, e in zip(got, expected, strict=True)) < 1e-3
+
+
 @pytest.mark.parametrize("size, ratio, expected", [
     ((480, 640), 0.375, (176, 240)),   # live 640x480 at the adaptive floor (180x240 exactly)
     ((480, 640), 0.5, (240, 320)),

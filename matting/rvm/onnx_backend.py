@@ -15,7 +15,7 @@ once per checkpoint.
 
 The recurrent state goes in and out of the graphs channels-last (``[B, H, W, C]``), the
 layout of ONNX Runtime's int8 convolutions: with the state in NCHW, each ConvGRU's float
-gates sat between layout transposes (38 in the int8 graph, 10 without; 8-9 % of the
+gates sat between layout transposes (38 in the int8 graph, 10 without; 5-9 % of the
 int8 network's time). :class:`OnnxMattingNetwork` still takes and returns the state as
 NCHW-shaped tensors, channels-last in memory, so callers see no difference.
 
