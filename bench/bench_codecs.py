@@ -22,7 +22,6 @@ import os
 import platform
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -37,7 +36,7 @@ sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("ABRAR_SHARED_DIR", REPO.parent / "shared"))
 
 from server.rtp_senders import RealtimeVp8Encoder  # noqa: E402
-from webrtc_client import load_clip  # noqa: E402
+from webrtc_client import load_clip, y_psnr, yuv_frames  # noqa: E402
 
 VIDEO = SHARED / "media/video/pixabay_thoughtful_35590_8s_640x360.mp4"
 WARMUP = 30
@@ -55,25 +54,8 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def clip(size: tuple[int, int], count: int) -> list[av.VideoFrame]:
-    rgb = load_clip(VIDEO, size)
-    frames = []
-    for i in range(count):
-        frame = av.VideoFrame.from_ndarray(rgb[i % len(rgb)], format="rgb24").reformat(format="yuv420p")
-        frame.pts, frame.time_base = i * 3000, Fraction(1, 90000)
-        frames.append(frame)
-    return frames
-
-
 def percentiles(ms: list[float]) -> dict:
     return {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2)}
-
-
-def psnr(decoded: av.VideoFrame, source: av.VideoFrame) -> float:
-    """Y-PSNR in dB (the luma plane: what the eye and the codec's rate control weigh most)."""
-    height = source.height
-    error = np.mean((decoded.to_ndarray()[:height].astype(np.float64) - source.to_ndarray()[:height]) ** 2)
-    return float(10 * np.log10(255.0 ** 2 / max(error, 1e-9)))
 
 
 def measure(name: str, encoder, decoder, descriptor, frames: list[av.VideoFrame], fps: float, bitrate: int) -> dict:
@@ -94,7 +76,7 @@ def measure(name: str, encoder, decoder, descriptor, frames: list[av.VideoFrame]
     encode, decode = encode_ms[WARMUP:], decode_ms[WARMUP:]
     per_frame = float(np.mean(encode) + np.mean(decode))
     # Decoders keep frame order; one that held frames back holds the last ones.
-    quality = [psnr(d, s) for d, s in zip(decoded[WARMUP:], frames[WARMUP:], strict=False)]
+    quality = [y_psnr(d, s) for d, s in zip(decoded[WARMUP:], frames[WARMUP:], strict=False)]
     return {"codec": name, "encode_ms": percentiles(encode), "decode_ms": percentiles(decode),
             "y_psnr_db": round(float(np.mean(quality)), 2),
             "kbit_s": round(sum(len(d) for d, _ in encoded[WARMUP:]) * 8 * fps / len(encoded[WARMUP:]) / 1e3),
@@ -104,7 +86,7 @@ def measure(name: str, encoder, decoder, descriptor, frames: list[av.VideoFrame]
 def main() -> None:
     args = parse_args()
     width, height = map(int, args.size.split("x"))
-    frames = clip((width, height), args.frames + WARMUP)
+    frames = yuv_frames(load_clip(VIDEO, (width, height)), args.frames + WARMUP)
     cases = [("vp8", Vp8Encoder(), Vp8Decoder(), VpxPayloadDescriptor),
              ("vp8_server", RealtimeVp8Encoder(), Vp8Decoder(), VpxPayloadDescriptor),
              ("h264", H264Encoder(), H264Decoder(), H264PayloadDescriptor)]

@@ -15,7 +15,7 @@ from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, VpxPayloadDescriptor
 from aiortc.jitterbuffer import JitterFrame
 
 from server.rtp_senders import RealtimeVp8Encoder, realtime_vp8
-from webrtc_client import ClipTrack, load_clip
+from webrtc_client import FRAME_TICKS, VIDEO_CLOCK, ClipTrack, load_clip, y_psnr, yuv_frames
 
 VIDEO = "video/pixabay_thoughtful_35590_8s_640x360.mp4"
 SIZE = (640, 480)
@@ -28,15 +28,6 @@ def clip(media) -> list[np.ndarray]:
     return load_clip(media / VIDEO, SIZE)
 
 
-def yuv_frames(rgb: list[np.ndarray]) -> list[av.VideoFrame]:
-    frames = []
-    for i in range(FRAMES):
-        frame = av.VideoFrame.from_ndarray(rgb[i % len(rgb)], format="rgb24").reformat(format="yuv420p")
-        frame.pts, frame.time_base = i * 3000, Fraction(1, 90000)
-        frames.append(frame)
-    return frames
-
-
 def round_trip_psnr(encoder, frames: list[av.VideoFrame], bitrate: int) -> tuple[int, float]:
     """Frames decoded and their mean Y-PSNR (dB) against the frames encoded."""
     encoder.target_bitrate = bitrate
@@ -45,17 +36,14 @@ def round_trip_psnr(encoder, frames: list[av.VideoFrame], bitrate: int) -> tuple
         payloads, timestamp = encoder.encode(frame)
         data = b"".join(VpxPayloadDescriptor.parse(p)[1] for p in payloads)
         decoded += decoder.decode(JitterFrame(data=data, timestamp=timestamp))
-    height = frames[0].height
-    psnr = [10 * np.log10(255.0 ** 2 / max(1e-9, np.mean((d.to_ndarray()[:height].astype(np.float64)
-                                                         - f.to_ndarray()[:height]) ** 2)))
-            for d, f in zip(decoded[WARMUP:], frames[WARMUP:], strict=False)]
+    psnr = [y_psnr(d, f) for d, f in zip(decoded[WARMUP:], frames[WARMUP:], strict=False)]
     return len(decoded), float(np.mean(psnr))
 
 
 def test_server_vp8_keeps_more_of_the_picture_than_aiortcs_at_the_same_bitrate(clip):
     """aiortc's denoiser smooths the detail away; without it the decoded frames are
     closer to those encoded (measured 39.6 against 36.3 dB at 500 kbit/s)."""
-    frames = yuv_frames(clip)
+    frames = yuv_frames(clip, FRAMES)
     stock_count, stock = round_trip_psnr(Vp8Encoder(), frames, 500_000)
     ours_count, ours = round_trip_psnr(RealtimeVp8Encoder(), frames, 500_000)
     print(f"\nY-PSNR at 500 kbit/s, 640x480: aiortc {stock:.2f} dB, server {ours:.2f} dB")
@@ -79,7 +67,7 @@ def test_aiortc_encodes_with_the_servers_context_after_a_new_size_or_bitrate_too
     """The server's context must be the one aiortc encodes with, also after congestion
     control moves the bitrate or the size changes (else aiortc makes its own, denoiser on)."""
     encoder = Recording()
-    frames = yuv_frames(clip)
+    frames = yuv_frames(clip, FRAMES)
     encoder.encode(frames[0])
     encoder.encode(frames[1])
     assert len(encoder.made) == 1 and encoder.codec is encoder.made[0]  # nothing changed: the same one
@@ -87,7 +75,7 @@ def test_aiortc_encodes_with_the_servers_context_after_a_new_size_or_bitrate_too
     encoder.encode(frames[2])
     assert len(encoder.made) == 2 and encoder.codec is encoder.made[1] and encoder.codec.bit_rate == 1_500_000
     small = av.VideoFrame.from_ndarray(clip[3][:240, :320].copy(), format="rgb24")
-    small.pts, small.time_base = 3 * 3000, Fraction(1, 90000)
+    small.pts, small.time_base = 3 * FRAME_TICKS, Fraction(1, VIDEO_CLOCK)
     payloads, _ = encoder.encode(small)
     assert payloads and len(encoder.made) == 3 and encoder.codec is encoder.made[2] and encoder.codec.width == 320
 

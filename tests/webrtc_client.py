@@ -41,6 +41,25 @@ def load_clip(path: Path, size: tuple[int, int] | None = None) -> list[np.ndarra
     return frames
 
 
+def yuv_frames(rgb: list[np.ndarray], count: int) -> list[av.VideoFrame]:
+    """``count`` frames cycling through ``rgb``, as an encoder takes them: yuv420p, with
+    30 fps timestamps (pts k * FRAME_TICKS on the 90 kHz clock)."""
+    frames = []
+    for k in range(count):
+        frame = av.VideoFrame.from_ndarray(rgb[k % len(rgb)], format="rgb24").reformat(format="yuv420p")
+        frame.pts, frame.time_base = k * FRAME_TICKS, fractions.Fraction(1, VIDEO_CLOCK)
+        frames.append(frame)
+    return frames
+
+
+def y_psnr(decoded: av.VideoFrame, source: av.VideoFrame) -> float:
+    """Y-PSNR in dB of a decoded yuv420p frame against the one encoded (the luma plane:
+    what the eye and a codec's rate control weigh most)."""
+    height = source.height
+    error = np.mean((decoded.to_ndarray()[:height].astype(np.float64) - source.to_ndarray()[:height]) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / max(error, 1e-9)))
+
+
 class ClipTrack(VideoStreamTrack):
     """Loops ``frames`` at 30 fps; frame k has pts k * 3000 (90 kHz) and shows frames[k % n].
 

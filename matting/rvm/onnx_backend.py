@@ -238,8 +238,7 @@ class OnnxMattingNetwork(nn.Module):
             # A state this backend returned is channels-last in memory: no copy here.
             feeds[name] = np.zeros(shape, np.float32) if r is None else _numpy(r.permute(0, 2, 3, 1))
         fgr, pha, *state = self.session(graph_for(downsample_ratio, h, w)).run(None, feeds)
-        return (torch.from_numpy(fgr), torch.from_numpy(pha),
-                *(torch.from_numpy(r).permute(0, 3, 1, 2) for r in state))
+        return (torch.from_numpy(fgr), torch.from_numpy(pha), *_to_nchw(torch.from_numpy(r) for r in state))
 
 
 def _numpy(t: Tensor) -> np.ndarray:
