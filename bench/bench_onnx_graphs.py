@@ -4,8 +4,8 @@ For comparing two exports or quantisations of RVM (say, the ONNX cache's file be
 after a change to the export, copied aside) on the same frame: every graph gets its own
 session, all loaded before timing, then they take turns, ``--per-turn`` runs each per
 turn for ``--turns`` turns, so that the machine's drift (20-30 % within minutes on small
-VMs) hits each alike. A graph's recurrent-state layout (NCHW, or the channels-last of
-the current exports) is read from its inputs. Times are medians over all turns, with
+VMs) hits each alike. A graph's layouts of the state and of ``small`` (NCHW, or the channels-last of
+the current exports) are read from its inputs. Times are medians over all turns, with
 each graph's ratio to the first.
 
     python bench/bench_onnx_graphs.py before.onnx after.onnx --turns 50
@@ -46,9 +46,11 @@ def parse_args() -> argparse.Namespace:
 
 def feeds_for(session, src: torch.Tensor, ratio: float) -> dict[str, np.ndarray]:
     small = downsample(src, ratio)
-    feeds = {"src": src.numpy(), "small": small.numpy()}
-    channels_last = any(i.name == "r1" and isinstance(i.shape[3], int) for i in session.get_inputs())
-    shapes = (graph_state_shapes if channels_last else state_shapes)(1, *small.shape[2:])
+    # a channels-last input has its channel count, a number, as its last dimension
+    channels_last = {i.name for i in session.get_inputs() if isinstance(i.shape[3], int)}
+    feeds = {"src": src.numpy(), "small": small.permute(0, 2, 3, 1).contiguous().numpy()
+             if "small" in channels_last else small.numpy()}
+    shapes = (graph_state_shapes if "r1" in channels_last else state_shapes)(1, *small.shape[2:])
     feeds.update({name: np.zeros(shape, np.float32) for name, shape in zip(STATE_NAMES, shapes, strict=True)})
     return feeds
 

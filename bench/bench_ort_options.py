@@ -51,6 +51,7 @@ def feeds_for_clip(count: int) -> list[dict]:
     """Network inputs of ``count`` real frames (state filled in as the stream runs)."""
     import av
     import cv2
+    import numpy as np
     import torch
 
     from matting.rvm.network import downsample
@@ -60,7 +61,8 @@ def feeds_for_clip(count: int) -> list[dict]:
         for _, frame in zip(range(count), container.decode(video=0), strict=False):
             rgb = cv2.resize(frame.to_ndarray(format="rgb24"), SIZE)
             src = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
-            feeds.append({"src": src.numpy(), "small": downsample(src, RATIO).numpy()})
+            small = downsample(src, RATIO).permute(0, 2, 3, 1)  # the graphs take it channels-last
+            feeds.append({"src": src.numpy(), "small": np.ascontiguousarray(small.numpy())})
     return feeds
 
 
@@ -73,7 +75,7 @@ class Stream:
         from matting.rvm.onnx_backend import STATE_NAMES, graph_state_shapes
 
         self.session, self.feeds, self.i = session, feeds, 0
-        shapes = graph_state_shapes(1, *feeds[0]["small"].shape[2:])
+        shapes = graph_state_shapes(1, *feeds[0]["small"].shape[1:3])
         self.state = dict(zip(STATE_NAMES, (np.zeros(s, np.float32) for s in shapes), strict=False))
         self.names = STATE_NAMES
 

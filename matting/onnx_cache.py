@@ -19,7 +19,7 @@ from matting import weights
 log = logging.getLogger(__name__)
 
 # Part of every file name: bump it when an export or quantisation recipe changes.
-RECIPE = "r5"
+RECIPE = "r6"
 
 
 def onnx_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -123,15 +123,42 @@ def test_exported_convolutions_take_multiples_of_four_channels_and_compute_the_s
         assert dense[0] == 3 and [c for c in dense[1:] if c % 4] == [], (graph, dense)
 
 
+def test_decoder_output_block_sums_two_convolutions_instead_of_concatenating(net):
+    """At the network's full size the concatenation of the upsampled features and the
+    source sat between channels-last int8 convolutions: two layout transposes or a slow
+    channels-last concatenation (bench/README.md). Split, the block computes the same and
+    the exported graphs have no concatenation there."""
+    split = copy.deepcopy(net)
+    split.decoder.pad_source()
+    split.decoder.decode0.split_source()
+    late = copy.deepcopy(net)
+    late.decoder.decode0.split_source()
+    with pytest.raises(RuntimeError, match="before splitting"):  # the split would not see the padding
+        late.decoder.pad_source()
+    src = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        for ratio in (1.0, 0.5):
+            diff = max(float((a - b).abs().max()) for a, b in zip(net(src, downsample_ratio=ratio),
+                                                                  split(src, downsample_ratio=ratio), strict=True))
+            assert diff < 1e-5, (ratio, diff)
+    for graph in GRAPHS:
+        ops = {n.name: n.op_type for n in onnx.load_from_string(export(net, graph)).graph.node}
+        decode0 = [name for name, op in ops.items() if name.startswith("/decoder/decode0/")]
+        assert "Concat" not in {ops[name] for name in decode0}, (graph, decode0)
+        assert {"/decoder/decode0/split/conv_x/Conv", "/decoder/decode0/split/conv_s/Conv"} <= set(decode0)
+
+
 def test_graphs_carry_the_state_channels_last_and_callers_still_see_nchw(net, onnx_net):
     """ONNX Runtime's int8 convolutions work channels-last; a state in NCHW put layout
-    transposes around every ConvGRU (bench/README.md). The graphs take it channels-last,
-    the backend hands it on as NCHW-shaped views of that memory and takes them back
-    without a copy, and a carried state gives the torch network's results."""
+    transposes around every ConvGRU (bench/README.md). The graphs take it channels-last
+    (and the refined graph its network input too), the backend hands the state on as
+    NCHW-shaped views of that memory and takes them back without a copy, and a carried
+    state gives the torch network's results."""
     for graph in GRAPHS:
         inputs = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim]
                   for i in onnx.load_from_string(export(net, graph)).graph.input}
         assert [inputs[n][3] for n in ("r1", "r2", "r3", "r4")] == [16, 20, 40, 64], (graph, inputs)
+        assert inputs["src"][1] == 3 and (not GRAPHS[graph].refined or inputs["small"][3] == 3), (graph, inputs)
     src = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         expected = net(src, *net(src, downsample_ratio=0.5)[2:], downsample_ratio=0.5)

@@ -63,13 +63,50 @@ class UpsamplingBlock(nn.Module):
         return gru_on_half(self.gru, x, r)
 
 
+class SplitConvBnRelu(nn.Module):
+    """``relu(bn(conv(cat([x, s]))))`` as ``relu(conv_x(x) + conv_s(s))``, the BatchNorm
+    folded into the two convolutions: the same function without the concatenation."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x_channels: int):
+        super().__init__()
+        assert bn.running_var is not None and bn.running_mean is not None  # tracked in RVM's BatchNorms
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weight = (conv.weight * scale[:, None, None, None]).detach()
+        bias = (bn.bias - bn.running_mean * scale).detach()
+        if conv.bias is not None:
+            bias = bias + conv.bias.detach() * scale
+        self.conv_x = nn.Conv2d(x_channels, conv.out_channels, 3, padding=1)
+        self.conv_s = nn.Conv2d(conv.in_channels - x_channels, conv.out_channels, 3, padding=1, bias=False)
+        self.conv_x.weight = nn.Parameter(weight[:, :x_channels].clone(), requires_grad=False)
+        self.conv_x.bias = nn.Parameter(bias.clone(), requires_grad=False)
+        self.conv_s.weight = nn.Parameter(weight[:, x_channels:].clone(), requires_grad=False)
+
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:
+        return F.relu(self.conv_x(x) + self.conv_s(s))
+
+
 class OutputBlock(nn.Module):
     def __init__(self, cin: int, src: int, cout: int):
         super().__init__()
+        self.cin = cin
         self.conv = nn.Sequential(*conv_bn_relu(cin + src, cout), *conv_bn_relu(cout, cout))
+        self.split: SplitConvBnRelu | None = None
+
+    def split_source(self) -> None:
+        """Runs the first convolution as two, one on the upsampled features and one on
+        the source image, summed (:class:`SplitConvBnRelu`). For export only, like
+        :meth:`RecurrentDecoder.pad_source`: at the network's full size the concatenation
+        sits between int8 convolutions that ONNX Runtime runs channels-last, so it cost
+        either two layout transposes (4 ms at 320x240) or a channels-last concatenation
+        (1.8 ms); the split spares both (bench/README.md)."""
+        if self.split is None:
+            self.split = SplitConvBnRelu(self.conv[0], self.conv[1], self.cin)  # type: ignore[arg-type]
 
     def forward(self, x: Tensor, s: Tensor) -> Tensor:
-        return self.conv(torch.cat([upsample_to(x, s), s], 1))
+        x = upsample_to(x, s)
+        if self.split is not None:
+            return self.conv[3:](self.split(x, s))
+        return self.conv(torch.cat([x, s], 1))
 
 
 class RecurrentDecoder(nn.Module):
@@ -92,6 +129,8 @@ class RecurrentDecoder(nn.Module):
         or save to the official state dict's shapes."""
         if self.source_channels == 4:
             return
+        if self.decode0.split is not None:
+            raise RuntimeError("pad the source before splitting decode0's first convolution")
         for block in (self.decode3, self.decode2, self.decode1, self.decode0):
             conv: nn.Conv2d = block.conv[0]  # type: ignore[assignment]
             weight = conv.weight.detach()

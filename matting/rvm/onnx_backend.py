@@ -17,7 +17,10 @@ The recurrent state goes in and out of the graphs channels-last (``[B, H, W, C]`
 layout of ONNX Runtime's int8 convolutions: with the state in NCHW, each ConvGRU's float
 gates sat between layout transposes (38 in the int8 graph, 10 without; 5-9 % of the
 int8 network's time). :class:`OnnxMattingNetwork` still takes and returns the state as
-NCHW-shaped tensors, channels-last in memory, so callers see no difference.
+NCHW-shaped tensors, channels-last in memory, so callers see no difference. The refined
+graph's network input (``small``) is channels-last too, and the decoder's last block
+sums two convolutions instead of concatenating (:meth:`matting.rvm.decoder.OutputBlock.split_source`), so its
+full-size maps stay channels-last from the upsampling to the output convolutions.
 
 ``precision="int8"``: the graphs' convolutions in static int8 (:mod:`matting.quantize`),
 calibrated on a bundled person clip with the recurrent state carried, except the first
@@ -73,6 +76,7 @@ class _Refined(nn.Module):
         self.net = net
 
     def forward(self, src, small, r1, r2, r3, r4):
+        small = small.permute(0, 3, 1, 2)  # the graph takes it channels-last
         hid, *state = self.net.coarse(small, *_to_nchw((r1, r2, r3, r4)))
         # Any ratio below 1 takes the refiner's path; the value itself is not used there.
         return (*self.net.finish(src, small, hid, 0.5), *_to_nhwc(state))
@@ -122,22 +126,26 @@ def graph_for(downsample_ratio: float, height: int, width: int) -> str:
 
 def export(net: MattingNetwork, graph: str, opset: int = OPSET) -> bytes:
     """The ONNX bytes of ``graph`` (one of GRAPHS), float32, with dynamic batch and
-    spatial dimensions, and the decoder's source image padded to four channels
-    (:meth:`RecurrentDecoder.pad_source`)."""
+    spatial dimensions, the decoder's source image padded to four channels
+    (:meth:`RecurrentDecoder.pad_source`) and its last block's concatenation split
+    (:meth:`matting.rvm.decoder.OutputBlock.split_source`)."""
     net = copy.deepcopy(net.float().cpu().eval())
     net.decoder.pad_source()
+    net.decoder.decode0.split_source()
     spec = GRAPHS[graph]
     src = spec.example_src()
     inputs = {"src": src}
+    network_input = src
     if spec.refined:
-        inputs["small"] = downsample(src, 0.5)
-    shapes = graph_state_shapes(1, *inputs.get("small", src).shape[2:])
+        network_input = downsample(src, 0.5)
+        inputs["small"] = network_input.permute(0, 2, 3, 1).contiguous()
+    shapes = graph_state_shapes(1, *network_input.shape[2:])
     inputs.update({name: torch.zeros(shape) for name, shape in zip(STATE_NAMES, shapes, strict=False)})
     outputs = ["fgr", "pha", *(f"{n}_out" for n in STATE_NAMES)]
     # Every tensor its own height/width names: they differ (r1 is half of small, ...), and
     # ONNX Runtime may share buffers between dimensions of the same name.
-    states = {*STATE_NAMES, *(f"{n}_out" for n in STATE_NAMES)}
-    dynamic = {name: {0: "batch", **({1: f"{name}_height", 2: f"{name}_width"} if name in states
+    channels_last = {*STATE_NAMES, *(f"{n}_out" for n in STATE_NAMES), "small"}
+    dynamic = {name: {0: "batch", **({1: f"{name}_height", 2: f"{name}_width"} if name in channels_last
                                      else {2: f"{name}_height", 3: f"{name}_width"})}
                for name in [*inputs, *outputs]}
     return to_onnx(spec.module(net), inputs, outputs, dynamic, opset)
@@ -158,7 +166,7 @@ def calibration_feeds(fp32: bytes, graph: str, threads: int | None = None) -> li
         network_input = src
         if spec.refined:
             network_input = downsample(src, CALIBRATION_RATIO)
-            feed["small"] = network_input.numpy()
+            feed["small"] = _numpy(network_input.permute(0, 2, 3, 1))
         shapes = graph_state_shapes(1, *network_input.shape[2:])
         feed.update({name: state[i] if state else np.zeros(shape, np.float32)
                      for i, (name, shape) in enumerate(zip(STATE_NAMES, shapes, strict=False))})
@@ -232,7 +240,7 @@ class OnnxMattingNetwork(nn.Module):
         network_input = src
         if downsample_ratio != 1:
             network_input = downsample(src, downsample_ratio)
-            feeds["small"] = _numpy(network_input)
+            feeds["small"] = _numpy(network_input.permute(0, 2, 3, 1))
         b, _, h, w = network_input.shape
         for name, r, shape in zip(STATE_NAMES, (r1, r2, r3, r4), graph_state_shapes(b, h, w), strict=False):
             # A state this backend returned is channels-last in memory: no copy here.
