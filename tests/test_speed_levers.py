@@ -99,6 +99,17 @@ def test_aligned_graphs_have_no_crops_and_run_only_where_none_is_needed(net):
     assert len(crops["plain"]) == 8 and crops["plain16"] == crops["refined"] == [], crops
 
 
+def assert_same_outputs(net, changed) -> None:
+    """``changed`` (an export-only rewrite of ``net``) gives ``net``'s outputs, at ratio 1
+    and through the refiner."""
+    src = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        for ratio in (1.0, 0.5):
+            diff = max(float((a - b).abs().max()) for a, b in zip(net(src, downsample_ratio=ratio),
+                                                                  changed(src, downsample_ratio=ratio), strict=True))
+            assert diff < 1e-5, (ratio, diff)
+
+
 def test_exported_convolutions_take_multiples_of_four_channels_and_compute_the_same(net):
     """ONNX Runtime runs a convolution of 35 input channels at less than half the speed
     of one of 36 (bench/README.md), and the decoder's blocks take 35, 59, 107 and 171
@@ -109,12 +120,7 @@ def test_exported_convolutions_take_multiples_of_four_channels_and_compute_the_s
     padded.decoder.pad_source()
     assert [b.conv[0].in_channels for b in (padded.decoder.decode3, padded.decoder.decode2,
                                             padded.decoder.decode1, padded.decoder.decode0)] == [172, 108, 60, 36]
-    src = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        for ratio in (1.0, 0.5):
-            diff = max(float((a - b).abs().max()) for a, b in zip(net(src, downsample_ratio=ratio),
-                                                                  padded(src, downsample_ratio=ratio), strict=True))
-            assert diff < 1e-5, (ratio, diff)
+    assert_same_outputs(net, padded)
     for graph in GRAPHS:
         model = onnx.load_from_string(export(net, graph))
         shapes = {i.name: list(i.dims) for i in model.graph.initializer}
@@ -135,12 +141,7 @@ def test_decoder_output_block_sums_two_convolutions_instead_of_concatenating(net
     late.decoder.decode0.split_source()
     with pytest.raises(RuntimeError, match="before splitting"):  # the split would not see the padding
         late.decoder.pad_source()
-    src = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(2))
-    with torch.inference_mode():
-        for ratio in (1.0, 0.5):
-            diff = max(float((a - b).abs().max()) for a, b in zip(net(src, downsample_ratio=ratio),
-                                                                  split(src, downsample_ratio=ratio), strict=True))
-            assert diff < 1e-5, (ratio, diff)
+    assert_same_outputs(net, split)
     for graph in GRAPHS:
         ops = {n.name: n.op_type for n in onnx.load_from_string(export(net, graph)).graph.node}
         decode0 = [name for name, op in ops.items() if name.startswith("/decoder/decode0/")]
