@@ -108,6 +108,7 @@ def create_app(config: ServerConfig, runtime: MattingRuntime | None = None) -> w
     no_start_after_stop()
     realtime_vp8()
     use_numpy_levels()
+    lanes.serial_opencv()
     runtime = runtime or MattingRuntime(config.runtime_config())
     workers = lanes.live_workers(config.model.inference_workers, runtime.batch_max, runtime.device.type)
     target_fps = config.live.target_fps or default_target_fps(runtime.device.type)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
+
 # Live-lane threads on a CPU: two streams' frames side by side gave two 640x480 sessions
 # 1.45x the frames of one thread on two cores (bench/README.md); a lone stream's frames
 # run one after another whatever the count.
@@ -32,6 +34,14 @@ def live_workers(configured: int, batch_max: int, device_type: str) -> int:
     if device_type == "cuda" or batch_max > 1:
         return batch_max
     return max(1, min(CPU_LIVE_WORKERS, os.cpu_count() or 1))
+
+
+def serial_opencv() -> None:
+    """OpenCV without its own thread pool, process-wide. The live lane's threads already
+    run streams side by side, and OpenCV splitting one 640x480 composite over its pool
+    spent 3.1-3.2 ms of CPU for 1.8-1.9 ms of wall time, against 2.3-2.4 ms of both on one
+    thread (bench/README.md): CPU that the other streams' networks need."""
+    cv2.setNumThreads(1)
 
 
 def heavy_pool(workers: int, name: str) -> ThreadPoolExecutor:

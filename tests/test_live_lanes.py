@@ -1,5 +1,6 @@
 """Isolated lanes: a live session keeps its frame rate while a snapshot, an image upload
-and a video job run (a real server process, a real aiortc peer, real weights)."""
+and a video job run (a real server process, a real aiortc peer, real weights); the
+lane's threads are the only parallelism around the network."""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +9,7 @@ import time
 import urllib.request
 
 import aiohttp
+import cv2
 import numpy as np
 import pytest
 
@@ -128,3 +130,14 @@ async def test_live_frames_keep_flowing_while_heavy_work_runs(media, tmp_path):
     assert heavy_end - heavy_start > 1.0, "the heavy work was too short to test anything"
     assert gaps.max() < bound, f"a live frame waited {gaps.max() * 1000:.0f} ms behind heavy work"
     assert fps >= 0.7 * base_fps, f"live fps fell from {base_fps:.1f} to {fps:.1f} while heavy work ran"
+
+
+def test_the_server_runs_opencv_without_its_own_threads(tmp_path):
+    """OpenCV splitting each composite over its pool spent CPU that the other streams'
+    networks need (bench/README.md); the lane's threads already run streams side by side."""
+    from server.app import create_app
+    from server.config import ServerConfig
+
+    cv2.setNumThreads(2)
+    create_app(ServerConfig(data_dir=tmp_path / "data", recordings_dir=tmp_path / "rec"))
+    assert cv2.getNumThreads() == 1

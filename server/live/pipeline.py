@@ -25,6 +25,7 @@ from matting.images import encode_png
 from matting.runtime import MattingRuntime
 from matting.session import VideoMattingSession
 from server.capacity import Capacity, FrameCost
+from server.live.pictures import Picture
 from server.live.recorder import Recorder
 
 
@@ -106,9 +107,9 @@ class LivePipeline:
             if self._closed:
                 raise RuntimeError(f"pipeline {self.name} is closed")
             self._start_pending_recorder(frame.width, frame.height)
-            rgb_out = await asyncio.get_running_loop().run_in_executor(
+            picture = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._matte, frame, self._background, self._recorder, started)
-        out = av.VideoFrame.from_ndarray(rgb_out, format="rgb24")
+        out = picture.frame()
         out.pts = frame.pts
         out.time_base = frame.time_base
         done = time.monotonic()
@@ -118,7 +119,7 @@ class LivePipeline:
         return out
 
     def _matte(self, frame: av.VideoFrame, background: Background, recorder: Recorder | None,
-               received_at: float) -> np.ndarray:
+               received_at: float) -> Picture:
         if self._capacity is None:
             return self._matte_timed(frame, background, recorder, received_at)[0]
         entered = self._capacity.enter_lane()
@@ -132,9 +133,10 @@ class LivePipeline:
         return out
 
     def _matte_timed(self, frame: av.VideoFrame, background: Background, recorder: Recorder | None,
-                     received_at: float) -> tuple[np.ndarray, FrameCost | None]:
-        """The composite, and the frame's wall time in the lane (None for a session's first
-        frames, which also pay for ONNX Runtime planning their shapes)."""
+                     received_at: float) -> tuple[Picture, FrameCost | None]:
+        """The composite, ready for the encoders, and the frame's wall time in the lane
+        (None for a session's first frames, which also pay for ONNX Runtime planning their
+        shapes)."""
         lane_started = time.perf_counter()
         rgb = frame.to_ndarray(format="rgb24")
         session = self._session
@@ -155,12 +157,12 @@ class LivePipeline:
             # The recording keeps the real alpha and foreground, not the composite.
             recorder.write_video(to_rgba(matte.foreground, matte.alpha), received_at)
         out = composite(rgb, matte, background)
-        out = over_checkerboard(out) if out.shape[2] == 4 else out
+        picture = Picture.from_rgb(over_checkerboard(out) if out.shape[2] == 4 else out)
         total_ms = (time.perf_counter() - lane_started) * 1e3
         self._overhead_ms = 0.8 * self._overhead_ms + 0.2 * max(total_ms - network_ms, 0.0)
         if session.frames_processed <= 2 or not session.last_ratio:
-            return out, None
-        return out, FrameCost(total_ms=total_ms, network_ms=network_ms,
+            return picture, None
+        return picture, FrameCost(total_ms=total_ms, network_ms=network_ms,
                               height=frame.height, width=frame.width, ratio=session.last_ratio)
 
     def _network_budget_ms(self) -> float:

@@ -10,6 +10,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from server.live.fanout import Fanout
 from server.live.latest import LatestFrame
+from server.live.pictures import Picture
 from server.live.pipeline import LivePipeline
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class MattedVideoTrack(MediaStreamTrack):
                 frame, received_at = await self._incoming.get()
                 out = await self._pipeline.process(frame, received_at=received_at)
                 if self._fanout is not None and self._fanout.watched:
-                    self._fanout.video.publish(out.to_ndarray(format="rgb24"))
+                    self._fanout.video.publish(Picture.of(out))
                 if self._matted.put(out) and self.sent:
                     self._pipeline.note_dropped()  # matted, but the sender was still busy: a newer one goes
         except MediaStreamError as exc:

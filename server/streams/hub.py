@@ -12,8 +12,9 @@ from collections import deque
 from fractions import Fraction
 
 import av
-import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.live.pictures import Picture
 
 VIDEO_CLOCK = 90_000
 AUDIO_RATE = 48_000
@@ -21,16 +22,16 @@ AUDIO_FRAME = 960  # 20 ms, what aiortc's Opus encoder packs
 
 
 class VideoHub:
-    """Holds the newest matted frame (RGB uint8) and wakes viewers when it changes."""
+    """Holds the newest matted picture and wakes viewers when it changes."""
 
     def __init__(self) -> None:
         self.version = 0
-        self._rgb: np.ndarray | None = None
+        self._picture: Picture | None = None
         self._changed = asyncio.Event()
         self._closed = False
 
-    def publish(self, rgb: np.ndarray) -> None:
-        self._rgb = rgb
+    def publish(self, picture: Picture) -> None:
+        self._picture = picture
         self.version += 1
         self._wake()
 
@@ -42,12 +43,12 @@ class VideoHub:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def newer_than(self, version: int) -> tuple[int, np.ndarray]:
-        while self.version <= version or self._rgb is None:
+    async def newer_than(self, version: int) -> tuple[int, Picture]:
+        while self.version <= version or self._picture is None:
             if self._closed:
                 raise MediaStreamError("stream closed")
             await self._changed.wait()
-        return self.version, self._rgb
+        return self.version, self._picture
 
 
 class AudioSubscription:
@@ -118,8 +119,8 @@ class ViewerVideoTrack(MediaStreamTrack):
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        self._seen, rgb = await self._hub.newer_than(self._seen)
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")  # a copy: pts are per viewer
+        self._seen, picture = await self._hub.newer_than(self._seen)
+        frame = picture.frame()  # a copy: pts are per viewer
         now = time.monotonic()
         if self._t0 is None:
             self._t0 = now

@@ -29,6 +29,7 @@ from aiortc import RTCPeerConnection
 
 from server.capacity import Share
 from server.live.latest import LatestFrame
+from server.live.pictures import Picture
 from server.live.pipeline import LivePipeline
 from server.live.recordings import recording_url
 from server.streams.config import StreamsConfig
@@ -306,7 +307,7 @@ class Stream:
                 self.last_error, self.last_error_at = f"matting failed: {exc}", time.time()
                 log.exception("stream %s: frame failed", self.id)
                 continue
-            self.video.publish(out.to_ndarray(format="rgb24"))
+            self.video.publish(Picture.of(out))
 
     async def _rotate_recording(self, epoch: int) -> None:
         """First frame of a new connection: close the old segment, open a new one."""
