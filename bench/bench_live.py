@@ -4,8 +4,9 @@ A 30 fps VP8 stream (the real clip, resized to 640x480) arrives in real time; a 
 thread decodes each packet as it "arrives" and puts the frame in the session's one-slot
 mailbox (stale frames are replaced, as in server.live.tracks); the consumer takes the
 newest frame through ``LivePipeline.process`` (RGB conversion, RVM, blur background
-composite) and encodes the result with aiortc's own VP8 (or H.264) encoder, the way
-aiortc's sender does: recv, then encode, then the next recv.
+composite) and encodes the result with the server's VP8 encoder (server/rtp_senders.py)
+or aiortc's H.264 one, the way aiortc's sender does: recv, then encode, then the next
+recv. OpenCV runs without its own threads, as in the server.
 
 Added latency = packet arrival -> encoded output (decode, wait, matte, composite,
 encode; no network). Each configuration runs in its own child process (thread settings
@@ -96,15 +97,17 @@ async def run_live(config: str, args: argparse.Namespace) -> dict:
     import av
     import numpy as np
     from aiortc.codecs.h264 import H264Encoder
-    from aiortc.codecs.vpx import Vp8Encoder
 
     from matting.compositing import parse_background
     from matting.config import RuntimeConfig
     from matting.runtime import MattingRuntime
+    from server.lanes import serial_opencv
     from server.live.latest import LatestFrame
     from server.live.pipeline import LivePipeline
+    from server.rtp_senders import RealtimeVp8Encoder
 
     backend, ratio, budget, precision = CONFIGS[config]
+    serial_opencv()
     runtime = MattingRuntime(RuntimeConfig(device="cpu", backend=backend, precision=precision,
                                            threads=args.threads, download=False))
     runtime.video_model()
@@ -141,7 +144,7 @@ async def run_live(config: str, args: argparse.Namespace) -> dict:
         def deliver(frame, arrived: float) -> None:
             dropped[0] += slot.put((frame, arrived))
 
-        encoder = H264Encoder() if args.codec == "h264" else Vp8Encoder()
+        encoder = H264Encoder() if args.codec == "h264" else RealtimeVp8Encoder()
         receiver = threading.Thread(target=receive, daemon=True)
         receiver.start()
         latencies, outputs, ratios = [], [], []
@@ -225,7 +228,7 @@ def main() -> None:
         })
     print(json.dumps({
         "bench": f"live path 640x480 @ {SOURCE_FPS} fps in: VP8 decode -> LivePipeline "
-                 f"(RVM + {args.background} composite) -> {args.codec} encode (aiortc's encoder)",
+                 f"(RVM + {args.background} composite) -> {args.codec} encode (the server's encoder)",
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "threads": args.threads or "default (cores)",
                     "load_avg_1min": {"min": min(load), "max": max(load)}},
