@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 def conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
@@ -69,12 +70,9 @@ class SplitConvBnRelu(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x_channels: int):
         super().__init__()
-        assert bn.running_var is not None and bn.running_mean is not None  # tracked in RVM's BatchNorms
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        weight = (conv.weight * scale[:, None, None, None]).detach()
-        bias = (bn.bias - bn.running_mean * scale).detach()
-        if conv.bias is not None:
-            bias = bias + conv.bias.detach() * scale
+        fused = fuse_conv_bn_eval(conv, bn)
+        assert fused.bias is not None  # folding always gives the convolution a bias
+        weight, bias = fused.weight.detach(), fused.bias.detach()
         self.conv_x = nn.Conv2d(x_channels, conv.out_channels, 3, padding=1)
         self.conv_s = nn.Conv2d(conv.in_channels - x_channels, conv.out_channels, 3, padding=1, bias=False)
         self.conv_x.weight = nn.Parameter(weight[:, :x_channels].clone(), requires_grad=False)
