@@ -6,9 +6,10 @@ Single stream: RVM's refined graph (the live path's) on real frames at 640x480, 
 ``--rounds`` rounds (interleaved); ms per frame p50 / p95.
 
 Several streams: ``--streams`` threads each run their own stream as fast as they can for
-``--seconds``: either all through one shared session with one thread per core (what the
-server does), or each through its own session with ``cores / streams`` threads. Total
-frames per second.
+``--seconds``: all through one shared session with one thread per core, each through its
+own session with ``cores / streams`` threads, or through the server's
+``OnnxMattingNetwork.run_graph`` (all the cores for a run alone, half of them for a run that
+starts beside another). Total frames per second.
 
     python bench/bench_ort_options.py --rounds 4 --frames 6
 """
@@ -143,9 +144,12 @@ def main() -> None:
             print(json.dumps(report["single_stream"][-1]), file=sys.stderr)
         if args.streams:
             per_stream = max(1, cores // args.streams)
+            graph = graph_for(RATIO, int(SIZE[1] * RATIO), int(SIZE[0] * RATIO))
             cases = {f"one shared session, {cores} threads": lambda m=model: shared(m, cores),
                      f"a session per stream, {per_stream} thread(s) each":
-                         lambda m=model, n=per_stream: ort_session(m, n)}
+                         lambda m=model, n=per_stream: ort_session(m, n),
+                     "the server's (run_graph: all threads alone, half beside another)":
+                         lambda p=precision, g=graph: GraphRunner(server_network(net, p, cores), g)}
             for name, make in cases.items():
                 fps = concurrent_fps(make, args.streams, feeds, args.seconds)
                 report["streams"].append({"precision": precision, "streams": args.streams, "case": name,
@@ -157,6 +161,26 @@ def main() -> None:
 
 
 _SHARED: dict = {}
+
+
+class GraphRunner:
+    """``run(None, feeds)`` through an OnnxMattingNetwork, as the server runs frames."""
+
+    def __init__(self, network, graph: str):
+        self.network, self.graph = network, graph
+
+    def run(self, _outputs, feeds: dict) -> list:
+        return self.network.run_graph(self.graph, feeds)
+
+
+def server_network(net, precision: str, threads: int):
+    """One network per precision, shared by every stream (the server's way)."""
+    from matting.rvm.onnx_backend import OnnxMattingNetwork
+
+    key = ("network", precision, threads)
+    if key not in _SHARED:
+        _SHARED[key] = OnnxMattingNetwork(net.net, threads=threads, precision=precision, cache=net.cache)
+    return _SHARED[key]
 
 
 def shared(model: bytes, threads: int):

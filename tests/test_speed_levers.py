@@ -3,6 +3,7 @@ Runtime backend), and the choice of internal resolution from a time budget."""
 from __future__ import annotations
 
 import copy
+import threading
 
 import av
 import cv2
@@ -169,6 +170,63 @@ def test_graphs_carry_the_state_channels_last_and_callers_still_see_nchw(net, on
         assert state.permute(0, 2, 3, 1).is_contiguous()
     assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
     assert max(float((g - e).abs().max()) for g, e in zip(got, expected, strict=True)) < 1e-3
+
+
+class HeldRun:
+    """A real ONNX Runtime session that records the thread count of each run and, when
+    ``hold`` is set, keeps its run from finishing until ``release`` is set, so that a
+    second run surely starts while it is in flight."""
+
+    def __init__(self, session, threads: int, log: list[int], hold: threading.Event | None,
+                 release: threading.Event):
+        self.session, self.threads, self.log, self.hold, self.release = session, threads, log, hold, release
+
+    def run(self, outputs, feeds):
+        self.log.append(self.threads)
+        result = self.session.run(outputs, feeds)
+        if self.hold is not None and not self.hold.is_set():
+            self.hold.set()
+            assert self.release.wait(30), "the second run never came"
+        return result
+
+
+def test_a_run_beside_another_takes_half_the_threads_and_gives_the_same_outputs(net):
+    """Two streams' frames side by side on two cores: one thread each carried 10 % more
+    frames than two each (bench/README.md), while a frame alone keeps both threads."""
+    model = OnnxMattingNetwork(net, threads=2)
+    model.prepare()
+    assert model.thread_counts == (2, 1)
+    assert {key for key in model._sessions} == {(g, t) for g in GRAPHS for t in (2, 1)}
+    src = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        alone = model(src, downsample_ratio=0.5)
+    log: list[int] = []
+    first_running, second_done = threading.Event(), threading.Event()
+    for (graph, threads), session in list(model._sessions.items()):
+        model._sessions[graph, threads] = HeldRun(session, threads, log, first_running if threads == 2 else None,
+                                                  second_done)
+    results: dict[str, tuple] = {}
+
+    def first() -> None:
+        with torch.inference_mode():
+            results["first"] = model(src, downsample_ratio=0.5)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert first_running.wait(30)
+    try:
+        with torch.inference_mode():
+            results["second"] = model(src, downsample_ratio=0.5)
+    finally:
+        second_done.set()
+        thread.join(30)
+    assert log == [2, 1], "the run beside another should have taken the one-thread session"
+    for got in results.values():
+        assert max(float((g - e).abs().max()) for g, e in zip(got, alone, strict=True)) < 1e-5
+    with torch.inference_mode():
+        model(src, downsample_ratio=0.5)
+    assert log[-1] == 2, "alone again: both threads"
+    assert OnnxMattingNetwork(net, threads=1).thread_counts == (1, 1)
 
 
 @pytest.mark.parametrize("size, ratio, expected", [

@@ -30,6 +30,7 @@ convolution: in int8 it alone cost +0.6 MAD on the temporal clip, the other 77 t
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from dataclasses import dataclass
 
@@ -178,8 +179,11 @@ def calibration_feeds(fp32: bytes, graph: str, threads: int | None = None) -> li
 class OnnxMattingNetwork(nn.Module):
     """Drop-in for a CPU float32 :class:`MattingNetwork`: same call, same outputs (to
     float32 rounding, or int8's), run by ONNX Runtime. Thread-safe (ORT sessions are), so
-    many streams and worker threads may share one instance. Graphs are built on first use
-    (:meth:`prepare` builds them ahead), through ``cache`` when given."""
+    many streams and worker threads may share one instance. A run that starts while
+    another is under way runs on half the threads (:attr:`thread_counts`): two streams'
+    frames side by side then share the cores instead of each spreading over all of them.
+    Graphs are built on first use (:meth:`prepare` builds them ahead), through ``cache``
+    when given."""
 
     backend = "onnxruntime"
 
@@ -192,7 +196,8 @@ class OnnxMattingNetwork(nn.Module):
         self.threads = threads
         self.precision = precision
         self.cache = cache
-        self._sessions: dict[str, object] = {}
+        self._sessions: dict[tuple[str, int], object] = {}
+        self._in_flight = 0  # runs under way, from every thread
         self._lock = threading.Lock()
 
     @property
@@ -214,17 +219,42 @@ class OnnxMattingNetwork(nn.Module):
             return build()
         return self.cache.get(f"{graph}-{self.refiner_name}-{precision}", build)
 
-    def session(self, graph: str):
+    @property
+    def thread_counts(self) -> tuple[int, int]:
+        """Intra-op threads of a run alone, and of a run that starts while another is in
+        flight: side by side on two cores, two one-thread runs carried a frame every 15.1-15.8
+        ms against 16.8-17.7 for two two-thread runs, while alone two threads take 23 ms
+        against 31 (bench/README.md)."""
+        alone = self.threads or os.cpu_count() or 1
+        return alone, max(1, alone // 2)
+
+    def session(self, graph: str, threads: int | None = None):
+        """``graph``'s ONNX Runtime session with ``threads`` intra-op threads (default:
+        a run alone's)."""
+        threads = threads or self.thread_counts[0]
         with self._lock:
-            if graph not in self._sessions:
-                self._sessions[graph] = ort_session(self.model(graph), self.threads)
-            return self._sessions[graph]
+            if (graph, threads) not in self._sessions:
+                self._sessions[graph, threads] = ort_session(self.model(graph), threads)
+            return self._sessions[graph, threads]
 
     def prepare(self) -> None:
-        """Build (or read from the cache) and open every graph now, so that no stream's
-        first frame waits for an export or a calibration."""
+        """Build (or read from the cache) and open every graph now, at both thread counts,
+        so that no stream's frame waits for an export, a calibration or a session."""
         for graph in GRAPHS:
-            self.session(graph)
+            for threads in set(self.thread_counts):
+                self.session(graph, threads)
+
+    def run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """ONNX Runtime's outputs of ``graph`` for ``feeds`` (its inputs by name), on the
+        thread count for the runs now in flight."""
+        with self._lock:
+            others = self._in_flight
+            self._in_flight += 1
+        try:
+            return self.session(graph, self.thread_counts[1 if others else 0]).run(None, feeds)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def forward(self, src: Tensor, r1: Tensor | None = None, r2: Tensor | None = None,
                 r3: Tensor | None = None, r4: Tensor | None = None,
@@ -245,7 +275,7 @@ class OnnxMattingNetwork(nn.Module):
         for name, r, shape in zip(STATE_NAMES, (r1, r2, r3, r4), graph_state_shapes(b, h, w), strict=False):
             # A state this backend returned is channels-last in memory: no copy here.
             feeds[name] = np.zeros(shape, np.float32) if r is None else _numpy(r.permute(0, 2, 3, 1))
-        fgr, pha, *state = self.session(graph_for(downsample_ratio, h, w)).run(None, feeds)
+        fgr, pha, *state = self.run_graph(graph_for(downsample_ratio, h, w), feeds)
         return (torch.from_numpy(fgr), torch.from_numpy(pha), *_to_nchw(torch.from_numpy(r) for r in state))
 
 
