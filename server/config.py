@@ -27,7 +27,9 @@ class ModelConfig:
     rmbg_weights: Path | None = setting(None, "ABRAR_RMBG_WEIGHTS", "path to RMBG-1.4 model.safetensors")
     refiner: str = setting("auto", "ABRAR_REFINER", "RVM refiner",
                            choices=("auto", "deep_guided_filter", "fast_guided_filter"))
-    threads: int | None = setting(None, "ABRAR_THREADS", "CPU threads for torch and ONNX Runtime (default: all cores)")
+    threads: int | None = setting(None, "ABRAR_THREADS",
+                                  "CPU threads for torch and ONNX Runtime (default: all cores; "
+                                  "a live frame that runs beside another takes half)")
     backend: str = setting("auto", "ABRAR_BACKEND",
                            "RVM and RMBG backend: auto (ONNX Runtime on a CPU when onnx and onnxruntime are installed, "
                            "else torch), torch or onnxruntime (CPU fp32 only)",
