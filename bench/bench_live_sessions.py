@@ -9,13 +9,21 @@ encoder (both encodes, the network both ways, the server's decode, wait, matting
 composite, and the client's decode). The peers run in one process beside the server,
 as browsers would on the same machine.
 
+With ``--pre-encoded`` the peers send a VP8 stream encoded once before the run (the same
+numbered frames, one keyframe every 5 s) instead of encoding 30 frames a second each, so
+the clients cost the machine what remote ones would come closest to: RTP both ways and
+decoding what comes back. Latency then starts when the encoded frame is handed to the
+sender.
+
     python bench/bench_live_sessions.py --sessions 1,2,4 --seconds 15
+    python bench/bench_live_sessions.py --sessions 1,2 --pre-encoded
     python bench/bench_live_sessions.py --url http://127.0.0.1:8080 --sessions 8
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import fractions
 import json
 import os
 import platform
@@ -55,6 +63,8 @@ def parse_args() -> argparse.Namespace:
                    help="with --url: that server's process id, to report its event loop's CPU (Linux)")
     p.add_argument("--server-arg", action="append", default=[],
                    help="extra `abrar serve` flag for the server started here (repeatable)")
+    p.add_argument("--pre-encoded", action="store_true",
+                   help="peers send VP8 encoded before the run instead of encoding as they go")
     return p.parse_args()
 
 
@@ -69,6 +79,49 @@ class CodedClipTrack(ClipTrack):
         coded = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         coded.pts, coded.time_base = frame.pts, frame.time_base
         return coded
+
+
+# VP8 as the peers' encoder makes it, for --pre-encoded.
+PRE_ENCODED_BITRATE = 1_000_000
+PRE_ENCODED_KEYFRAME_EVERY = 150
+
+
+def pre_encode(frames: list[np.ndarray]) -> list[av.Packet]:
+    """One VP8 packet per numbered frame 0 .. LOOP-1 (frame k shows frames[k % n] with k
+    painted on it), in order: looping from the last to the first starts at a keyframe."""
+    h, w = frames[0].shape[:2]
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = w, h, "yuv420p"
+    encoder.time_base, encoder.framerate = fractions.Fraction(1, 30), fractions.Fraction(30, 1)
+    encoder.bit_rate, encoder.gop_size = PRE_ENCODED_BITRATE, PRE_ENCODED_KEYFRAME_EVERY
+    encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    packets: list[av.Packet] = []
+    for k in range(LOOP):
+        rgb = frames[k % len(frames)].copy()
+        paint_code(rgb, k)
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts = k
+        packets.extend(encoder.encode(frame))
+    packets.extend(encoder.encode(None))
+    if len(packets) != LOOP or not packets[0].is_keyframe:
+        raise RuntimeError(f"VP8 gave {len(packets)} packets for {LOOP} frames")
+    return packets
+
+
+class PreEncodedTrack(ClipTrack):
+    """Sends :func:`pre_encode`'s packets at 30 fps, packet k % LOOP as frame k."""
+
+    def __init__(self, packets: list[av.Packet]):
+        super().__init__([])
+        self.packets = packets
+
+    async def recv(self):
+        pts, time_base = await self.next_timestamp()
+        k = pts // FRAME_TICKS
+        packet = av.Packet(bytes(self.packets[k % LOOP]))
+        packet.pts, packet.time_base = pts, time_base
+        self.sent[k] = time.monotonic()
+        return packet
 
 
 class CodedClient(LiveClient):
@@ -142,9 +195,10 @@ def summary(client: CodedClient, start: float, end: float) -> dict:
             "frames": len(window), "unreadable": client.unreadable}
 
 
-async def run_count(url: str, count: int, frames: list[np.ndarray], args: argparse.Namespace,
-                    pid: int | None) -> dict:
-    clients = [CodedClient(url, CodedClipTrack(frames), background=args.background, keep_frames=False)
+async def run_count(url: str, count: int, frames: list[np.ndarray], packets: list[av.Packet] | None,
+                    args: argparse.Namespace, pid: int | None) -> dict:
+    clients = [CodedClient(url, PreEncodedTrack(packets) if packets else CodedClipTrack(frames),
+                           background=args.background, keep_frames=False)
                for _ in range(count)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         try:
@@ -178,12 +232,26 @@ async def run_count(url: str, count: int, frames: list[np.ndarray], args: argpar
             "server_cpu": cpu, "per_session": per_session}
 
 
-async def sweep(url: str, args: argparse.Namespace, pid: int | None) -> list[dict]:
-    w, h = map(int, args.size.split("x"))
-    frames = load_clip(VIDEO, (w, h))
+async def wait_warm(url: str, timeout: float = 180.0) -> None:
+    """Until the server has loaded its models and timed its live lane, as a deployed server
+    would have before its first users (a session during warm-up skews its timing)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        while time.monotonic() < deadline:
+            async with http.get(f"{url}/readyz") as ready, http.get(f"{url}/sessions") as sessions:
+                if ready.status == 200 and (await sessions.json())["capacity"]["frame_cost_ms"] is not None:
+                    return
+            await asyncio.sleep(0.5)
+    raise TimeoutError(f"{url} did not warm up within {timeout:.0f} s")
+
+
+async def sweep(url: str, args: argparse.Namespace, pid: int | None, frames: list[np.ndarray],
+                packets: list[av.Packet] | None) -> list[dict]:
+    if not args.url:
+        await wait_warm(url)
     results = []
     for count in (int(n) for n in args.sessions.split(",")):
-        results.append(await run_count(url, count, frames, args, pid))
+        results.append(await run_count(url, count, frames, packets, args, pid))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "per_session"}), file=sys.stderr)
         await asyncio.sleep(2)  # let the server release the sessions
     return results
@@ -192,17 +260,23 @@ async def sweep(url: str, args: argparse.Namespace, pid: int | None) -> list[dic
 def main() -> None:
     args = parse_args()
     counts = [int(n) for n in args.sessions.split(",")]
+    w, h = map(int, args.size.split("x"))
+    frames = load_clip(VIDEO, (w, h))
+    # before the server starts: its warm-up times live frames, which this would slow down
+    packets = pre_encode(frames) if args.pre_encoded else None
     if args.url:
-        results = asyncio.run(sweep(args.url.rstrip("/"), args, args.server_pid))
+        results = asyncio.run(sweep(args.url.rstrip("/"), args, args.server_pid, frames, packets))
     else:
         with tempfile.TemporaryDirectory(prefix="abrar-sessions-") as tmp, \
                 running_server(Path(tmp) / "data", args=["--live-max-sessions", str(max(counts)), *args.server_arg],
                                timeout=120) as server:
-            results = asyncio.run(sweep(server.url, args, server.proc.pid))
+            results = asyncio.run(sweep(server.url, args, server.proc.pid, frames, packets))
     print(json.dumps({
         "bench": f"concurrent live sessions: aiortc peers on 127.0.0.1 send {args.size} at 30 fps to abrar serve "
-                 f"(background {args.background}); latency = frame handed to the sender's encoder -> "
-                 "same frame decoded back",
+                 f"(background {args.background}"
+                 f"{', VP8 encoded before the run' if args.pre_encoded else ''}); latency = frame handed to the "
+                 f"sender{'' if args.pre_encoded else chr(39) + 's encoder'} -> same frame decoded back",
+        "pre_encoded": args.pre_encoded,
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
         "seconds": args.seconds, "server_args": args.server_arg,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results,

@@ -11,12 +11,25 @@ measured on every live frame, at the size the frame ran, and scaled to the adapt
 (the smallest internal size a stream may drop to, matting.speed.MIN_NETWORK_SIDE): a
 stream given less time than it uses now shrinks to that size before it drops frames.
 
+A frame alone in a lane of several workers leaves the others idle, so its wall time says
+nothing of what running side by side gains. With the lane's measured ``speedup`` (the
+frames all its workers carry side by side over those one carries alone; warm-up measures
+it, server.lane_calibration) such a frame is charged ``1 / speedup`` of its time, what it
+would be charged in a full lane: one stream's frames then predict the capacity that
+several streams' frames measure, instead of refusing the second stream a lane that would
+carry it. The prediction goes no further than the workers measured side by side: until
+frames have run in a full lane (every worker busy) within the last FULL_LANE_MEMORY_S, a
+measured speedup admits at most as many streams as there are workers, since on shared
+cores a lone stream's codecs (and its client, on the same machine) also use the cores
+that the speedup was measured on.
+
 API, for every kind of live producer (sessions, RTSP streams, a WHIP endpoint)::
 
     capacity.admit(key)      # before taking the stream on: raises ApiError 503 when full
     entered = capacity.enter_lane()   # a frame starts in the lane (thread-safe) ...
     share = capacity.leave_lane(entered)  # ... and ends: its charge = wall time * share
     capacity.observe(...)    # every frame's charged cost, from the lane (thread-safe)
+    capacity.set_speedup(s)  # what the lane's workers gain side by side (warm-up)
     capacity.release(key)    # when the stream stops matting (idempotent)
     capacity.report()        # CapacityReport for listings, metrics and the 503 body
 
@@ -42,6 +55,9 @@ from server.errors import ApiError
 # averaged plainly, so a start-up estimate gives way to real frames quickly.
 SMOOTHING = 0.02
 RETRY_AFTER_S = 5
+# How long a full lane (every worker busy) counts as seen: the running cost's memory of
+# about 50 frames is a few seconds of two streams.
+FULL_LANE_MEMORY_S = 10.0
 # Targets when ABRAR_LIVE_TARGET_FPS is 0 (auto).
 CPU_TARGET_FPS = 15.0
 GPU_TARGET_FPS = 30.0
@@ -68,6 +84,7 @@ class FrameCost:
 class CapacityReport:
     target_fps: float
     workers: int                   # live-lane threads
+    lane_speedup: float            # frames the workers carry side by side over one alone (1: not measured)
     frame_cost_ms: float | None    # running per-frame charge at the adaptive floor; None before any frame
     capacity: int | None           # streams the lane can keep at target_fps; None before any frame
     ceiling: int | None            # ABRAR_LIVE_MAX_SESSIONS, when set
@@ -94,14 +111,32 @@ class Capacity:
         self._admitted: set[str] = set()
         self._lock = threading.Lock()
         self._clock = clock
+        self.speedup = 1.0
+        self._full_at: float | None = None  # when a frame last entered a lane with every worker busy
         self._in_lane = 0
-        self._shared_s = 0.0       # integral over time of 1 / (frames in the lane), while any is
+        self._shared_s = 0.0       # integral over time of the charge rate (_rate), while any frame is in the lane
         self._shared_at = clock()  # when _shared_s was last brought up to date
+
+    def set_speedup(self, speedup: float) -> None:
+        """The lane's workers carry ``speedup`` times the frames of one worker when all run
+        side by side (clamped to 1 .. workers)."""
+        with self._lock:
+            self._advance()
+            self.speedup = min(max(speedup, 1.0), float(self.workers))
+
+    def _rate(self, in_lane: int) -> float:
+        """The charge per second of each of ``in_lane`` frames: its share of a full lane.
+        Below ``workers`` frames the gain is taken to grow linearly from 1 (one frame)
+        to ``speedup`` (every worker busy)."""
+        if in_lane >= self.workers:
+            return 1.0 / in_lane
+        gain = 1.0 + (self.speedup - 1.0) * (in_lane - 1) / (self.workers - 1)
+        return gain / (in_lane * self.speedup)
 
     def _advance(self) -> float:
         now = self._clock()
         if self._in_lane:
-            self._shared_s += (now - self._shared_at) / self._in_lane
+            self._shared_s += (now - self._shared_at) * self._rate(self._in_lane)
         self._shared_at = now
         return self._shared_s
 
@@ -110,17 +145,21 @@ class Capacity:
         with self._lock:
             shared = self._advance()
             self._in_lane += 1
+            if self._in_lane >= self.workers:
+                self._full_at = self._shared_at
             return self._shared_at, shared
 
     def leave_lane(self, entered: tuple[float, float]) -> float:
         """The frame is done: the fraction of its time in the lane that it is charged
-        (1 when it had the lane to itself, 0.5 when another frame ran beside it throughout)."""
+        (with two workers: 0.5 when another frame ran beside it throughout, 1 / speedup
+        when it had the lane to itself)."""
         started, shared_before = entered
         with self._lock:
+            rate = self._rate(max(1, self._in_lane))
             shared = self._advance() - shared_before
             self._in_lane = max(0, self._in_lane - 1)
             wall = self._shared_at - started
-        return min(1.0, shared / wall) if wall > 0 else 1.0
+        return min(1.0, shared / wall) if wall > 0 else rate
 
     def observe(self, cost: FrameCost) -> None:
         ms = cost.at_floor_ms()
@@ -139,9 +178,15 @@ class Capacity:
     def capacity(self) -> int | None:
         with self._lock:
             cost = self._cost_ms
+            full_at = self._full_at
         if cost is None:
             return None
-        return max(1, math.floor(1000.0 / (max(cost, 1e-3) * self.target_fps)))
+        streams = max(1, math.floor(1000.0 / (max(cost, 1e-3) * self.target_fps)))
+        if self.speedup > 1 and (full_at is None or self._clock() - full_at > FULL_LANE_MEMORY_S):
+            # The speedup was measured with every worker busy: it predicts up to that many
+            # streams; beyond them only frames run in a full lane tell.
+            streams = min(streams, self.workers)
+        return streams
 
     def lane_share_ms(self) -> float:
         """Lane time per frame each admitted stream may use for all of them to keep the
@@ -162,7 +207,7 @@ class Capacity:
         with self._lock:
             cost, admitted = self._cost_ms, len(self._admitted)
         return CapacityReport(
-            target_fps=self.target_fps, workers=self.workers,
+            target_fps=self.target_fps, workers=self.workers, lane_speedup=round(self.speedup, 2),
             frame_cost_ms=None if cost is None else round(cost, 2), capacity=capacity, ceiling=self.ceiling,
             admitted=admitted, headroom=None if limit is None else max(0, limit - admitted))
 

@@ -1,10 +1,12 @@
 """The capacity model on its own: cost scaled to the adaptive floor, admission, release."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from matting.speed import network_megapixels, usable_ratios
-from server.capacity import Capacity, FrameCost
+from server.capacity import FULL_LANE_MEMORY_S, Capacity, FrameCost
 from server.errors import ApiError
 
 
@@ -113,3 +115,76 @@ def test_a_streams_share_of_the_lane_shrinks_as_others_join():
     single.admit("a")
     single.admit("b")
     assert single.lane_share_ms() == pytest.approx(1000 / 30)
+
+
+def test_a_lone_frame_is_charged_what_it_would_cost_in_a_full_lane():
+    # Alone a frame takes 40 ms; two side by side take 50 ms each (the two workers carry
+    # 1.6x the frames of one). Both ways the charge is 25 ms and the capacity 1000 / (25 * 15) = 2,
+    # where without the measured speedup one stream's frames alone said 40 ms: capacity 1.
+    clock = FakeClock()
+    alone, full = (Capacity(target_fps=15, workers=2, clock=clock) for _ in range(2))
+    unmeasured = Capacity(target_fps=15, workers=2, clock=clock)
+    alone.set_speedup(1.6)
+    full.set_speedup(1.6)
+    for _ in range(50):
+        entered = alone.enter_lane(), unmeasured.enter_lane()
+        clock.now += 0.040
+        alone.observe(FrameCost(40.0 * alone.leave_lane(entered[0]), 0.0, 480, 640, 0.375))
+        unmeasured.observe(FrameCost(40.0 * unmeasured.leave_lane(entered[1]), 0.0, 480, 640, 0.375))
+        a, b = full.enter_lane(), full.enter_lane()
+        clock.now += 0.050
+        for entered_full in (a, b):
+            full.observe(FrameCost(50.0 * full.leave_lane(entered_full), 0.0, 480, 640, 0.375))
+    assert alone.report().frame_cost_ms == pytest.approx(25.0)
+    assert full.report().frame_cost_ms == pytest.approx(25.0)
+    assert alone.capacity() == full.capacity() == 2
+    assert unmeasured.report().frame_cost_ms == pytest.approx(40.0) and unmeasured.capacity() == 1
+    assert alone.report().lane_speedup == 1.6 and unmeasured.report().lane_speedup == 1.0
+
+
+def test_the_speedup_is_bounded_by_the_workers_and_means_nothing_to_one():
+    capacity = Capacity(target_fps=15, workers=2)
+    capacity.set_speedup(3.0)
+    assert capacity.speedup == 2.0
+    capacity.set_speedup(0.7)  # side by side slower than one after another: no gain, no loss
+    assert capacity.speedup == 1.0
+    clock = FakeClock()
+    single = Capacity(target_fps=15, workers=1, clock=clock)
+    single.set_speedup(1.8)
+    entered = single.enter_lane()
+    clock.now += 0.040
+    assert single.leave_lane(entered) == 1.0
+
+
+def test_frames_between_one_and_every_worker_are_charged_their_share_of_the_gain():
+    # Four workers that carry 3x one: a lone frame is charged 1/3, four side by side 1/4
+    # each; in between the gain is taken to grow linearly (2 frames: 5/3x, 3 frames: 7/3x),
+    # so each of k frames is charged gain / (k * 3).
+    clock = FakeClock()
+    capacity = Capacity(target_fps=15, workers=4, clock=clock)
+    capacity.set_speedup(3.0)
+    for count, share in ((1, 1 / 3), (2, 5 / 18), (3, 7 / 27), (4, 1 / 4)):
+        entered = [capacity.enter_lane() for _ in range(count)]
+        clock.now += 0.030
+        assert [capacity.leave_lane(e) for e in entered][0] == pytest.approx(share)
+
+
+def test_a_speedup_predicts_no_more_streams_than_workers_until_the_lane_was_full():
+    # A lone stream at 20 ms a frame with a 1.8x lane: charged 11.1 ms, which alone would
+    # say 6 streams at 15 fps; it says 2 (the workers) until two frames ran side by side.
+    clock = FakeClock()
+    capacity = Capacity(target_fps=15, workers=2, clock=clock)
+    capacity.set_speedup(1.8)
+    for _ in range(20):
+        entered = capacity.enter_lane()
+        clock.now += 0.020
+        capacity.observe(FrameCost(20.0 * capacity.leave_lane(entered), 0.0, 480, 640, 0.375))
+    assert capacity.report().frame_cost_ms == pytest.approx(20.0 / 1.8, abs=0.01)
+    assert capacity.capacity() == 2
+    a, b = capacity.enter_lane(), capacity.enter_lane()
+    clock.now += 0.022
+    for entered in (a, b):
+        capacity.observe(FrameCost(22.0 * capacity.leave_lane(entered), 0.0, 480, 640, 0.375))
+    assert capacity.capacity() == math.floor(1000 / (capacity.report().frame_cost_ms * 15)) > 2
+    clock.now += FULL_LANE_MEMORY_S + 1  # a full lane long ago says nothing of now
+    assert capacity.capacity() == 2

@@ -21,6 +21,9 @@ class LiveCollector(Collector):
         capacity = self._sessions.capacity.report()
         yield GaugeMetricFamily("abrar_live_target_fps", "Rate every admitted live stream must be able to keep",
                                 value=capacity.target_fps)
+        yield GaugeMetricFamily("abrar_live_lane_speedup",
+                                "Frames the live-lane threads carry side by side over one thread alone",
+                                value=capacity.lane_speedup)
         if capacity.frame_cost_ms is not None:
             yield GaugeMetricFamily("abrar_live_frame_cost_seconds",
                                     "Running per-frame cost in the live lane, at the adaptive floor",

@@ -57,8 +57,12 @@ SCHEMAS = {
         "properties": {
             "target_fps": {"type": "number", "description": "rate every admitted stream must be able to keep"},
             "workers": {"type": "integer", "description": "live-lane threads"},
+            "lane_speedup": {"type": "number",
+                             "description": "frames the live-lane threads carry side by side over one thread "
+                                            "alone, measured at start-up (1 until then)"},
             "frame_cost_ms": {"type": "number", "nullable": True,
-                              "description": "running per-frame cost in the live lane, at the adaptive floor"},
+                              "description": "running per-frame cost in the live lane, at the adaptive floor, "
+                                             "with every live-lane thread busy"},
             "capacity": {"type": "integer", "nullable": True,
                          "description": "streams the live lane can keep at target_fps (at least 1)"},
             "ceiling": {"type": "integer", "nullable": True, "description": "ABRAR_LIVE_MAX_SESSIONS, when set"},
