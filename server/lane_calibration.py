@@ -9,7 +9,6 @@ measured here, on the real network at the adaptive floor, by :func:`calibrate_la
 """
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -75,13 +74,10 @@ def calibrate_lane(make_step: Callable[[], FrameStep], workers: int, count: int 
     alone = median_cost(frames_alone(make_step(), count))
     if workers <= 1:
         return LaneCalibration(alone, 1.0)
-    side = frames_side_by_side([make_step() for _ in range(workers)], count)
-    wall_ms = statistics.median(c.total_ms for c in side)
-    speedup = workers * alone.total_ms / wall_ms
-    share = median_cost(side)
-    charged = FrameCost(total_ms=share.total_ms / workers, network_ms=share.network_ms / workers,
-                        height=share.height, width=share.width, ratio=share.ratio)
-    return LaneCalibration(charged, max(1.0, speedup))
+    side = median_cost(frames_side_by_side([make_step() for _ in range(workers)], count))
+    charged = FrameCost(total_ms=side.total_ms / workers, network_ms=side.network_ms / workers,
+                        height=side.height, width=side.width, ratio=side.ratio)
+    return LaneCalibration(charged, max(1.0, alone.total_ms / charged.total_ms))
 
 
 def timed(run: Callable[[], float], height: int, width: int, ratio: float) -> FrameStep:
